@@ -220,14 +220,27 @@ class _BatchNorm:
         """Load parameters and buffers, e.g. from ``torch.nn.BatchNorm2d.state_dict()``.
 
         Values may be numpy arrays or CPU tensors. Everything is validated before
-        anything is written, so a bad state dict leaves the layer unchanged.
+        anything is written, so a bad state dict leaves the layer unchanged. As in
+        PyTorch, a missing ``num_batches_tracked`` (older state dicts) is allowed
+        and leaves the count as it is.
+
+        Parameters
+        ----------
+        state_dict : dict
+            Keys as returned by :meth:`state_dict`.
+        strict : bool
+            Raise ``ValueError`` on missing or unexpected keys.
         """
         if not isinstance(state_dict, dict):
             raise TypeError(
                 f"state_dict must be a dict, got {type(state_dict).__name__}"
             )
         expected = self._state_keys()
-        missing = [k for k in expected if k not in state_dict]
+        # Like PyTorch, accept state dicts saved before num_batches_tracked existed:
+        # the current count is kept.
+        missing = [
+            k for k in expected if k not in state_dict and k != "num_batches_tracked"
+        ]
         unexpected = [k for k in state_dict if k not in expected]
         if strict and (missing or unexpected):
             raise ValueError(

@@ -184,3 +184,20 @@ def test_module_repr_names_settings():
         "BatchNorm2d(3, eps=1e-05, momentum=None, affine=False, "
         "track_running_stats=True)"
     )
+
+
+def test_load_state_dict_without_num_batches_tracked_keeps_count_like_torch(rng):
+    sd = {
+        "weight": rng.normal(size=3),
+        "bias": rng.normal(size=3),
+        "running_mean": rng.normal(size=3),
+        "running_var": rng.uniform(1, 2, 3),
+    }
+    ref = torch.nn.BatchNorm1d(3, dtype=torch.float64)
+    ref(torch.tensor(rng.normal(size=(4, 3))))
+    ref.load_state_dict({k: torch.tensor(v) for k, v in sd.items()})
+    ours = bnlib.BatchNorm1d(3, dtype=np.float64)
+    ours(rng.normal(size=(4, 3)))
+    ours.load_state_dict(sd)
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 1
+    np.testing.assert_array_equal(ours.running_var, ref.running_var.numpy())

@@ -4,7 +4,8 @@ At inference BatchNorm uses frozen statistics, so it is a fixed per-channel affi
 map ``y = a x + b``. A linear or convolution layer followed by such a map is again a
 linear or convolution layer, with rescaled weights and a new bias. The numpy
 functions here compute those; the ``*_module`` wrappers apply them to PyTorch layers
-(they import torch only when called).
+(they import torch only when called). The book's chapter :ref:`normalization`
+derives the folding and checks it against PyTorch's fusion utilities.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ decays like ``exp(-|z|)``. We call an input *saturated* when the slope there is 
 a chosen fraction of that peak. :func:`sigmoid_saturation_threshold` turns the
 fraction into a threshold on ``|z|``; :class:`SaturationTracker` records, during
 training, the share of a network's sigmoid inputs beyond it. The tracker needs torch
-(through :mod:`bnlib.experiments`); the two functions need only numpy.
+(through :mod:`bnlib.experiments`); the two functions need only numpy. The
+chapter :ref:`normalization` uses them to show what BatchNorm does to saturation.
 """
 
 from __future__ import annotations

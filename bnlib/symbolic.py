@@ -5,7 +5,8 @@ symbolic ``gamma``, ``beta``, ``eps`` and a generic upstream gradient ``g_1..g_n
 (the loss is ``l = sum_i g_i y_i``, so ``dl/dy_i = g_i``). Three versions of the
 gradients can then be compared: the exact derivatives SymPy computes by
 differentiation, the paper's staged equations, and the compact closed form.
-:func:`prove_equal` decides whether two of them agree and says how it decided.
+:func:`bnlib.proof.prove_equal` decides whether two of them agree and says how
+it decided.
 
 Importing this module needs SymPy.
 """

@@ -6,7 +6,7 @@ symbolic ``gamma``, ``beta``, ``eps`` and a generic upstream gradient ``g_1..g_n
 gradients can then be compared: the exact derivatives SymPy computes by
 differentiation, the paper's staged equations, and the compact closed form.
 :func:`bnlib.proof.prove_equal` decides whether two of them agree and says how
-it decided.
+it decided. The chapter :ref:`gradients` is built on these functions.
 
 Importing this module needs SymPy.
 """

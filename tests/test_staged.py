@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bnlib
 from bnlib.staged import batch_norm_backward_staged
@@ -45,6 +47,25 @@ def test_batch_norm_backward_staged_equals_compact_form(rng):
     compact = bnlib.batch_norm_backward(dy, x)
     for a, b in zip(staged, compact, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=TOL)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    st.integers(0, 2**32 - 1),
+    st.floats(1e-5, 1.0),
+)
+def test_batch_norm_backward_staged_equals_compact_on_any_shape(dims, seed, eps):
+    shape = (dims[0] + 1, *dims[1:])  # at least 2 values per channel
+    g = np.random.default_rng(seed)
+    x = g.normal(g.normal() * 5, g.uniform(0.1, 10), size=shape)
+    dy, w = g.normal(size=shape), g.normal(size=shape[1])
+    staged = batch_norm_backward_staged(dy, x, w, eps)
+    compact = bnlib.batch_norm_backward(dy, x, w, eps)
+    for a, b in zip(staged, compact, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(staged[0].sum(axis=(0, *range(2, x.ndim))), 0, atol=1e-8)
 
 
 def test_batch_norm_backward_staged_keeps_float32(rng):

@@ -158,7 +158,8 @@ def importance_weights(
     Returns
     -------
     ndarray, shape ``(n,)``
-        Positive weights, computed in log space so that far tails do not overflow.
+        Positive weights, computed in log space: far in the tails, where both
+        densities underflow to 0, the ratio is still finite.
 
     Notes
     -----
@@ -172,7 +173,14 @@ def importance_weights(
     if x.ndim != 1:
         raise ValueError(f"x must have shape (n,), got shape {x.shape}")
     log_ratio = gaussian_log_pdf(x, *test) - gaussian_log_pdf(x, *train)
-    return np.exp(lam * log_ratio)
+    with np.errstate(over="ignore"):
+        w = np.exp(lam * log_ratio)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(
+            f"the weights overflow float64 at x = {x[~np.isfinite(w)]}; "
+            "use a smaller lam or densities with overlapping support"
+        )
+    return w
 
 
 def effective_sample_size(weights: Any) -> float:

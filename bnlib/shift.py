@@ -215,7 +215,7 @@ def weighted_polyfit(x: Any, y: Any, degree: int, weights: Any = None) -> np.nda
     -------
     ndarray, shape ``(degree + 1,)``
         Coefficients ``c`` in increasing powers: ``c[0] + c[1] x + ...``, as in
-        :mod:`numpy.polynomial.polynomial`.
+        ``numpy.polynomial.polynomial``.
 
     Notes
     -----

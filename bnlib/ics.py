@@ -78,6 +78,26 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor, lr: float) -> None:
         raise ValueError(f"lr must be >= 0, got {lr}")
 
 
+class _BatchSampler:
+    """Random batches of ``(x, y)``, drawn with a generator of their own.
+
+    Trackers use it so that measuring during training does not disturb the order
+    in which :func:`bnlib.experiments.train` draws its batches.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+        _check_batch(x, y, 0.0)
+        if not 1 < batch_size <= len(y):
+            raise ValueError(f"batch_size must be in 2..{len(y)}, got {batch_size}")
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._rng.choice(len(self.y), size=self.batch_size, replace=False)
+        idx_t = torch.from_numpy(idx)
+        return self.x[idx_t], self.y[idx_t]
+
+
 def gradient_shift(
     model: nn.Sequential,
     x: torch.Tensor,
@@ -173,18 +193,11 @@ class GradientShiftTracker:
 
     def __post_init__(self) -> None:
         _check_batch(self.x, self.y, self.lr)
-        if not 1 < self.batch_size <= len(self.y):
-            raise ValueError(
-                f"batch_size must be in 2..{len(self.y)}, got {self.batch_size}"
-            )
-        self._rng = np.random.default_rng(self.seed)
+        self._batches = _BatchSampler(self.x, self.y, self.batch_size, self.seed)
 
     def __call__(self, step: int, model: nn.Sequential) -> None:
-        idx = self._rng.choice(len(self.y), size=self.batch_size, replace=False)
-        idx_t = torch.from_numpy(idx)
-        self.records.append(
-            gradient_shift(model, self.x[idx_t], self.y[idx_t], self.lr, self.layers)
-        )
+        x, y = self._batches()
+        self.records.append(gradient_shift(model, x, y, self.lr, self.layers))
         self.steps.append(step)
 
     def as_array(self, name: str) -> np.ndarray:

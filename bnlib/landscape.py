@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlib.ics import _check_batch
+from bnlib.ics import _BatchSampler, _check_batch
 
 __all__ = ["LandscapeProbe", "LandscapeTracker", "probe_gradient_direction"]
 
@@ -128,21 +128,11 @@ class LandscapeTracker:
     probes: list[LandscapeProbe] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check_batch(self.x, self.y, 0.0)
-        if not 1 < self.batch_size <= len(self.y):
-            raise ValueError(
-                f"batch_size must be in 2..{len(self.y)}, got {self.batch_size}"
-            )
-        self._rng = np.random.default_rng(self.seed)
+        self._batches = _BatchSampler(self.x, self.y, self.batch_size, self.seed)
 
     def __call__(self, step: int, model: nn.Module) -> None:
-        idx = self._rng.choice(len(self.y), size=self.batch_size, replace=False)
-        idx_t = torch.from_numpy(idx)
-        self.probes.append(
-            probe_gradient_direction(
-                model, self.x[idx_t], self.y[idx_t], self.step_sizes
-            )
-        )
+        x, y = self._batches()
+        self.probes.append(probe_gradient_direction(model, x, y, self.step_sizes))
         self.steps.append(step)
 
     def loss_range(self) -> np.ndarray:

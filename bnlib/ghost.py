@@ -29,12 +29,7 @@ import torch
 from torch import nn
 
 from bnlib._checks import as_float_input
-from bnlib.batchnorm import (
-    _update_running,
-    batch_norm,
-    batch_norm_backward,
-    batch_stats,
-)
+from bnlib.batchnorm import batch_norm, batch_norm_backward
 from bnlib.torch_bn import BatchNorm1d, _check_tensor, batch_norm_torch
 
 __all__ = [
@@ -168,7 +163,11 @@ def ghost_batch_norm_backward(
 
 
 def _to_ghost_channels(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``(k g, C, *) -> (g, k C, *)``: channel ``c`` of ghost ``l`` is ``l C + c``."""
+    """``(k g, C, *) -> (g, k C, *)``; ghost l, channel c -> channel ``l C + c``.
+
+    Batch normalization of the result normalizes every ghost batch with its own
+    statistics, in one call (numpy reduces fast over the long leading axis).
+    """
     n, c, rest = x.shape[0], x.shape[1], x.shape[2:]
     return x.reshape(k, n // k, c, *rest).transpose(0, 1).reshape(n // k, k * c, *rest)
 
@@ -196,8 +195,9 @@ class GhostBatchNorm1d(BatchNorm1d):
     into ``N / ghost_size`` consecutive ghost batches, each normalized with its own
     mean and variance; all of them go through one call of
     :func:`bnlib.torch_bn.batch_norm_torch` with the ghost batches laid side by side
-    as channels. The running statistics are then updated once per ghost batch, in
-    order. In evaluation mode with running statistics it is plain BatchNorm.
+    as channels. The running statistics then move as if updated once per ghost
+    batch, in order (computed in closed form). In evaluation mode with running
+    statistics it is plain BatchNorm.
 
     See Also
     --------
@@ -235,23 +235,37 @@ class GhostBatchNorm1d(BatchNorm1d):
         x_g = _to_ghost_channels(input, k)
         w = None if self.weight is None else self.weight.repeat(k)
         b = None if self.bias is None else self.bias.repeat(k)
-        y_g = batch_norm_torch(x_g, None, None, w, b, True, 0.0, self.eps)
+        # With momentum 1, the temporary buffers receive each ghost batch's mean
+        # and unbiased variance from the same call that normalizes.
+        stats = [torch.zeros(x_g.shape[1], dtype=input.dtype) for _ in range(2)]
+        y_g = batch_norm_torch(x_g, *stats, w, b, True, 1.0, self.eps)
         if self.training and self.track_running_stats:
-            self._update_running_stats(x_g, k)
+            self._update_running_stats(*stats, k)
         return _from_ghost_channels(y_g, k, input.shape)
 
     @torch.no_grad()
-    def _update_running_stats(self, x_g: torch.Tensor, k: int) -> None:
-        """One exponential-average step per ghost batch, as plain BN would take."""
-        mean, var = batch_stats(x_g.detach().numpy())
-        n = x_g.numel() // x_g.shape[1]
-        rm, rv = self.running_mean.numpy(), self.running_var.numpy()
-        for mu_l, var_l in zip(mean.reshape(k, -1), var.reshape(k, -1), strict=True):
-            self.num_batches_tracked.add_(1)
-            factor = self.momentum
-            if factor is None:
-                factor = 1.0 / float(self.num_batches_tracked)
-            _update_running(rm, rv, mu_l, var_l, n, factor)
+    def _update_running_stats(
+        self, mean: torch.Tensor, var: torch.Tensor, k: int
+    ) -> None:
+        """The ``k`` moving-average steps plain BN would take, in one go."""
+        decay, w = _ema_weights(k, self.momentum, int(self.num_batches_tracked))
+        self.num_batches_tracked.add_(k)
+        w_t = torch.from_numpy(w).to(mean.dtype)
+        for buf, s in ((self.running_mean, mean), (self.running_var, var)):
+            buf.mul_(decay).add_(w_t @ s.reshape(k, -1).to(buf.dtype))
+
+
+def _ema_weights(k: int, momentum: float | None, seen: int) -> tuple[float, np.ndarray]:
+    """``r_k = decay r_0 + sum_l w_l s_l`` after ``k`` moving-average steps.
+
+    With momentum ``a`` each step is ``r <- (1 - a) r + a s``, so
+    ``decay = (1 - a)**k`` and ``w_l = a (1 - a)**(k - 1 - l)``. With ``None`` (a
+    cumulative average after ``seen`` earlier batches) ``decay = seen / (seen + k)``
+    and every ``w_l = 1 / (seen + k)``.
+    """
+    if momentum is None:
+        return seen / (seen + k), np.full(k, 1.0 / (seen + k))
+    return (1 - momentum) ** k, momentum * (1 - momentum) ** np.arange(k - 1, -1, -1)
 
 
 def to_ghost(model: nn.Module, ghost_size: int) -> nn.Module:

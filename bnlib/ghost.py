@@ -11,7 +11,7 @@ definition, built chunk by chunk on :func:`bnlib.batch_norm` and
 :func:`bnlib.batch_norm_backward`. :class:`GhostBatchNorm1d` is the PyTorch layer;
 it normalizes every ghost batch in a single call to
 :func:`bnlib.torch_bn.batch_norm_torch`, and :func:`to_ghost` puts it into an
-existing network. Importing this module needs torch, as :mod:`bnlib.torch_bn` does.
+existing network. Importing this module needs torch, as ``bnlib.torch_bn`` does.
 
 Running statistics: one training call updates the running averages once per ghost
 batch, in order, exactly as a plain BatchNorm layer fed the ghost batches one after
@@ -87,7 +87,8 @@ def ghost_batch_norm(
     input : ndarray, shape ``(N, C, *)``
         In training, ``N`` must be a multiple of ``ghost_size``.
     ghost_size : int
-        Examples per ghost batch, ``g``. With ``g = N`` this is :func:`batch_norm`.
+        Examples per ghost batch, ``g``. With ``g = N`` this is
+        :func:`bnlib.batch_norm`.
     running_mean, running_var, weight, bias, training, momentum, eps
         As in :func:`bnlib.batch_norm`. In training the running statistics are
         updated in place once per ghost batch, in order.

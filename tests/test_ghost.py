@@ -270,3 +270,12 @@ def test_to_ghost_with_full_ghost_trains_like_plain_batch_norm():
     np.testing.assert_allclose(h1.train_loss, h2.train_loss, rtol=1e-10)
     for key, value in plain.state_dict().items():
         torch.testing.assert_close(ghosted.state_dict()[key], value, rtol=0, atol=1e-10)
+
+
+def test_to_ghost_reaches_nested_modules_and_leaves_others():
+    inner = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    model = torch.nn.Sequential(inner, torch.nn.ReLU(), torch.nn.BatchNorm1d(4))
+    ghost.to_ghost(model, 2)
+    assert isinstance(model[0][1], ghost.GhostBatchNorm1d)
+    assert isinstance(model[2], ghost.GhostBatchNorm1d)
+    assert type(model[0][0]) is torch.nn.Linear and type(model[1]) is torch.nn.ReLU

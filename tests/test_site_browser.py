@@ -307,7 +307,9 @@ WIDE_DOCSTRING = pytest.mark.xfail(
 )
 def test_page_display_maths_fits_the_desktop_column(visit, page):
     """On a phone a long equation may scroll inside its box; on a desktop, split it."""
-    assert visit(page, DESKTOP).math["wide"] == []
+    math = visit(page, DESKTOP).math
+    assert math["untypeset"] == [], "cannot measure maths that is not typeset"
+    assert math["wide"] == []
 
 
 def test_maths_is_present_to_check(visit):

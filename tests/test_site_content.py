@@ -112,6 +112,9 @@ def test_figures_have_captions_labels_and_alt_text(site, page):
         assert caption and caption.get_text(strip=True), f"{figure['id']}: no caption"
     no_alt = [img.get("src") for img in soup.select("img") if not img.get("alt", "")]
     assert no_alt == [], f"images without alt text: {no_alt}"
+    # Without mystnb.image.alt, myst-nb falls back on the object's repr.
+    repr_alt = [img["alt"] for img in soup.select("img[alt^='<']")]
+    assert repr_alt == [], f"alt text is a Python repr, not a description: {repr_alt}"
 
 
 @pytest.mark.parametrize("page", notebook_pages())

@@ -201,9 +201,7 @@ def _watch(page, visit: Visit, origin: str) -> None:
             visit.failed_requests.append(f"{response.status} {response.url}")
 
     def on_route(route) -> None:
-        if route.request.url.startswith(origin) or route.request.url.startswith(
-            "data:"
-        ):
+        if route.request.url.startswith((origin, "data:")):
             route.continue_()
         else:
             visit.other_hosts.append(route.request.url)
@@ -232,19 +230,26 @@ def _open(browser, origin: str, page_name: str, width: int, query: str = "") -> 
         page.wait_for_load_state("networkidle")
         visit.links = page.evaluate(LINKS_JS)
         visit.overflow = page.evaluate(OVERFLOW_JS)
-        if not query:
-            shot = SCREENSHOTS / f"{width}px" / f"{page_name}.png"
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=shot, full_page=True)
-            visit.screenshot = shot
         if query:
             page.wait_for_selector("#search-results ul.search li a")
             visit.links["results"] = page.eval_on_selector_all(
                 "#search-results ul.search li a", "links => links.map(a => a.href)"
             )
+        name = page_name + "".join(c if c.isalnum() else "-" for c in query)
+        visit.screenshot = _save(page.screenshot(full_page=True), width, name)
     finally:
         context.close()
     return visit
+
+
+def _save(png: bytes, width: int, name: str) -> Path:
+    """Write a screenshot in one step: another worker may be saving the same page."""
+    path = SCREENSHOTS / f"{width}px" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.part")
+    partial.write_bytes(png)
+    os.replace(partial, path)
+    return path
 
 
 @pytest.fixture(scope="session")

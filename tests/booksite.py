@@ -36,9 +36,17 @@ def notebook_pages() -> list[str]:
     ]
 
 
+# A page that documents a Python module makes Sphinx add a module index.
+MODULE_DIRECTIVE = re.compile(r"(\.\. |\{)(py:)?(auto)?module(::|\})")
+
+
 def site_pages() -> list[str]:
     """Every page a reader can open: the book's pages and Sphinx's own."""
-    return toc_pages() + GENERATED_PAGES
+    pages = toc_pages()
+    sources = [(ROOT / f"{page}.md").read_text() for page in pages]
+    if any(MODULE_DIRECTIVE.search(source) for source in sources):
+        return pages + GENERATED_PAGES + ["py-modindex"]
+    return pages + GENERATED_PAGES
 
 
 def book_config() -> dict:

@@ -40,8 +40,8 @@ SCREENSHOTS = ROOT / "_build" / "screenshots"
 TIMEOUT_MS = 30_000
 
 # Runs in the page once MathJax has finished: every math node is typeset, no raw TeX
-# delimiters are left in the text outside code, and which display equations are wider
-# than the column.
+# delimiters are left in the text outside code, and which authored display equations
+# are wider than the column.
 MATH_JS = r"""async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
     await MathJax.startup.promise;
@@ -65,8 +65,10 @@ MATH_JS = r"""async () => {
       untypeset.push(text.data.trim().slice(0, 120));
     }
   }
-  // Display maths that needs a scroll bar to be read whole.
+  // Authored display maths that needs a scroll bar to be read whole (a computed
+  // output, such as SymPy's printout of a long expression, may scroll like code).
   const wide = [...document.querySelectorAll("mjx-container[display='true']")]
+    .filter((c) => !c.closest(".cell_output"))
     .filter((c) => c.scrollWidth > c.clientWidth + 1)
     .map((c) => c.parentElement.textContent.trim().slice(0, 120));
   return {count: nodes.length, untypeset, wide};

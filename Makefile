@@ -16,6 +16,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@# MathJax comes with requirements.txt (django-static-mathjax); the build copies it
+	@# into the site. Build matplotlib's font cache now: its first-use notice goes to
+	@# stderr, which would fail a chapter's execution under -W.
+	$(BIN)/python -c "import matplotlib.pyplot"
 	touch $(STAMP)
 
 # Always from a clean _build with every notebook executed: the execution cache

@@ -1,0 +1,380 @@
+"""Every page of the built site, as a reader sees it in a real browser, offline.
+
+Playwright drives Debian's ``chromium`` (never a downloaded browser) against the site
+served from 127.0.0.1, with every other host unreachable. Each page is opened once at
+desktop width (1280 px) and once at phone width (390 px); a full-page screenshot of
+each goes to ``_build/screenshots/<width>px/`` for review.
+
+Without chromium these tests skip and say why; with ``CI=true`` they fail instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from booksite import ROOT, element_ids, site_pages, toc_pages
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",  # Chromium refuses to run as root with its sandbox
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # The network is unreachable: no name but the local server's address resolves.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+DESKTOP, PHONE = 1280, 390
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+TIMEOUT_MS = 30_000
+
+# Runs in the page once MathJax has finished: every math node is typeset, no raw TeX
+# delimiters are left in the text outside code, and which authored display equations
+# are wider than the column.
+MATH_JS = r"""async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const tex = /\\\(|\\\[|\$\$|\\begin\{/;
+  const untypeset = [];
+  const nodes = [...document.querySelectorAll("span.math, div.math")];
+  for (const node of nodes) {
+    const rest = node.cloneNode(true);
+    rest.querySelectorAll("mjx-container, .eqno").forEach((e) => e.remove());
+    if (!node.querySelector("mjx-container") || node.querySelector("mjx-merror")
+        || tex.test(rest.textContent)) {
+      untypeset.push(node.textContent.trim().slice(0, 120));
+    }
+  }
+  const skip = "pre, code, script, style, textarea, mjx-container, .math";
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const text = walker.currentNode;
+    if (tex.test(text.data) && !text.parentElement.closest(skip)) {
+      untypeset.push(text.data.trim().slice(0, 120));
+    }
+  }
+  // Authored display maths that needs a scroll bar to be read whole (a computed
+  // output, such as SymPy's printout of a long expression, may scroll like code).
+  const wide = [...document.querySelectorAll("mjx-container[display='true']")]
+    .filter((c) => !c.closest(".cell_output"))
+    .filter((c) => c.scrollWidth > c.clientWidth + 1)
+    .map((c) => c.parentElement.textContent.trim().slice(0, 120));
+  return {count: nodes.length, untypeset, wide};
+}"""
+
+# Loads every image, lazy ones and those in closed dropdowns included.
+IMAGES_JS = """async () => {
+  const images = [...document.images];
+  images.forEach((img) => { img.loading = "eager"; });
+  const settle = (img) => img.complete ? null : new Promise((done) => {
+    img.addEventListener("load", done);
+    img.addEventListener("error", done);
+  });
+  const timeout = new Promise((done) => setTimeout(done, 10000));
+  await Promise.race([Promise.all(images.map(settle)), timeout]);
+  return images.map((img) => ({
+    src: img.getAttribute("src"),
+    alt: (img.getAttribute("alt") || "").trim(),
+    loaded: img.complete && img.naturalWidth > 0,
+  }));
+}"""
+
+LINKS_JS = """() => {
+  const hrefs = (selector) =>
+    [...document.querySelectorAll(selector)].map((a) => a.href);
+  return {
+    all: hrefs("a[href]"),
+    prev: hrefs("a.left-prev"),
+    next: hrefs("a.right-next"),
+    toc: hrefs("nav.bd-docs-nav a.reference"),
+  };
+}"""
+
+# The document must not scroll sideways; wide code and maths scroll inside their
+# own boxes. Lists the widest elements that stick out with no scrolling box around.
+OVERFLOW_JS = """() => {
+  const root = document.documentElement;
+  const width = root.clientWidth;
+  const scrolls = (el) => ["auto", "scroll", "hidden", "clip"].includes(
+    getComputedStyle(el).overflowX);
+  const offenders = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const box = el.getBoundingClientRect();
+    if (box.right <= width + 1 || box.width === 0) continue;
+    let parent = el.parentElement, contained = false;
+    while (parent && parent !== document.body) {
+      if (scrolls(parent)) { contained = true; break; }
+      parent = parent.parentElement;
+    }
+    if (!contained) {
+      offenders.push(`${el.tagName.toLowerCase()}.${el.className} ` +
+        `(right edge ${Math.round(box.right)} px)`);
+    }
+  }
+  return {scrollWidth: root.scrollWidth, width, offenders: offenders.slice(0, 5)};
+}"""
+
+
+@dataclass
+class Visit:
+    """What one page did in the browser at one width."""
+
+    page: str
+    width: int
+    console_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    other_hosts: list[str] = field(default_factory=list)
+    math: dict = field(default_factory=dict)
+    images: list[dict] = field(default_factory=list)
+    links: dict = field(default_factory=dict)
+    overflow: dict = field(default_factory=dict)
+    screenshot: Path | None = None
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
+        return
+    reason = (
+        f"no chromium at {CHROMIUM}: install Debian's package "
+        "(apt-get install chromium; .ci/run does) to run the browser tests"
+    )
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"CI=true, so the browser tests may not skip: {reason}")
+    pytest.skip(reason)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, headless, with no network."""
+    _require_chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as err:  # it is in requirements.txt, so only a broken venv
+        pytest.fail(f"playwright is not installed: {err}")
+    with sync_playwright() as playwright:
+        # launch() gives Chromium a fresh temporary profile (its --user-data-dir)
+        # and every new_context() a clean one: no cache, cookies or storage.
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def server(site: Path) -> Iterator[str]:
+    """The built site over HTTP on 127.0.0.1, as a reader's browser would get it."""
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}/"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def _watch(page, visit: Visit, origin: str) -> None:
+    """Record console errors, failed requests and requests to other hosts."""
+
+    def on_console(message) -> None:
+        if message.type == "error":
+            visit.console_errors.append(f"{message.text} ({message.location})")
+
+    def on_response(response) -> None:
+        if response.status >= 400:
+            visit.failed_requests.append(f"{response.status} {response.url}")
+
+    def on_route(route) -> None:
+        if route.request.url.startswith((origin, "data:")):
+            route.continue_()
+        else:
+            visit.other_hosts.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: visit.console_errors.append(f"uncaught {error}"))
+    page.on("response", on_response)
+    page.on(
+        "requestfailed",
+        lambda r: visit.failed_requests.append(f"{r.failure} {r.url}"),
+    )
+    page.route("**/*", on_route)
+
+
+def _open(browser, origin: str, page_name: str, width: int, query: str = "") -> Visit:
+    visit = Visit(page_name, width)
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        _watch(page, visit, origin)
+        page.goto(f"{origin}{page_name}.html{query}", wait_until="load")
+        visit.math = page.evaluate(MATH_JS)
+        visit.images = page.evaluate(IMAGES_JS)
+        page.wait_for_load_state("networkidle")
+        visit.links = page.evaluate(LINKS_JS)
+        visit.overflow = page.evaluate(OVERFLOW_JS)
+        if query:
+            page.wait_for_selector("#search-results ul.search li a")
+            visit.links["results"] = page.eval_on_selector_all(
+                "#search-results ul.search li a", "links => links.map(a => a.href)"
+            )
+        name = page_name + "".join(c if c.isalnum() else "-" for c in query)
+        visit.screenshot = _save(page.screenshot(full_page=True), width, name)
+    finally:
+        context.close()
+    return visit
+
+
+def _save(png: bytes, width: int, name: str) -> Path:
+    """Write a screenshot in one step: another worker may be saving the same page."""
+    path = SCREENSHOTS / f"{width}px" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.part")
+    partial.write_bytes(png)
+    os.replace(partial, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def visit(browser, server: str) -> Callable[[str, int], Visit]:
+    """Open a page at a width, once per session however many tests ask for it."""
+    return functools.cache(functools.partial(_open, browser, server))
+
+
+def _target(site: Path, origin: str, href: str) -> tuple[Path, str] | None:
+    """The file (and fragment) a same-site link points at; None for other sites."""
+    if not href.startswith(origin):
+        return None
+    url = urlsplit(href)
+    path = site / unquote(url.path).lstrip("/")
+    if path.is_dir():
+        path = path / "index.html"
+    return path, url.fragment
+
+
+def _broken(site: Path, origin: str, hrefs: list[str]) -> list[str]:
+    broken = []
+    for href in hrefs:
+        target = _target(site, origin, href)
+        if target is None:
+            continue
+        path, fragment = target
+        if not path.is_file():
+            broken.append(f"{href}: no such file")
+        elif fragment and path.suffix == ".html" and fragment not in element_ids(path):
+            broken.append(f"{href}: no element with id {fragment!r}")
+    return broken
+
+
+@pytest.mark.parametrize("width", [DESKTOP, PHONE])
+@pytest.mark.parametrize("page", site_pages())
+def test_page_loads_without_errors_offline(visit, page, width):
+    result = visit(page, width)
+    assert result.other_hosts == [], "requests to other hosts"
+    assert result.failed_requests == []
+    assert result.console_errors == []
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_page_maths_is_typeset(visit, page):
+    math = visit(page, DESKTOP).math
+    assert math["untypeset"] == [], f"{len(math['untypeset'])} of {math['count']}"
+
+
+# Known: the Notes of bnlib.batch_norm_backward put three gradients on one line, wider
+# than the column. Strict, so that splitting that docstring turns this into a failure
+# that asks for the mark to go.
+WIDE_DOCSTRING = pytest.mark.xfail(
+    strict=True, reason="bnlib.batch_norm_backward's Notes: one over-wide equation"
+)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=WIDE_DOCSTRING) if p == "api" else p for p in site_pages()],
+)
+def test_page_display_maths_fits_the_desktop_column(visit, page):
+    """On a phone a long equation may scroll inside its box; on a desktop, split it."""
+    math = visit(page, DESKTOP).math
+    assert math["untypeset"] == [], "cannot measure maths that is not typeset"
+    assert math["wide"] == []
+
+
+def test_maths_is_present_to_check(visit):
+    """The maths check above would pass on a site without maths: make sure it has."""
+    assert sum(visit(page, DESKTOP).math["count"] for page in toc_pages()) > 0
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_page_images_load_and_have_alt_text(visit, page):
+    images = visit(page, DESKTOP).images
+    assert [i["src"] for i in images if not i["loaded"]] == [], "images not loaded"
+    assert [i["src"] for i in images if not i["alt"]] == [], "images without alt text"
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_page_links_lead_to_existing_pages(visit, server, site, page):
+    links = visit(page, DESKTOP).links
+    assert links["toc"], "no table of contents in the sidebar"
+    assert _broken(site, server, links["all"]) == []
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_next_and_previous_follow_the_toc(visit, server, site, page):
+    links, order = visit(page, DESKTOP).links, toc_pages()
+    at = order.index(page)
+    expected_prev = [f"{server}{order[at - 1]}.html"] if at > 0 else []
+    expected_next = [f"{server}{order[at + 1]}.html"] if at + 1 < len(order) else []
+    assert links["prev"] == expected_prev
+    assert links["next"] == expected_next
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_sidebar_lists_every_page_of_the_toc(visit, server, site, page):
+    toc = visit(page, DESKTOP).links["toc"]
+    linked = {
+        str(path.relative_to(site).with_suffix(""))
+        for path, _ in filter(None, (_target(site, server, href) for href in toc))
+    }
+    assert linked | {page} >= set(toc_pages())
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_page_does_not_scroll_sideways_on_a_phone(visit, page):
+    overflow = visit(page, PHONE).overflow
+    assert overflow["scrollWidth"] <= overflow["width"], overflow["offenders"]
+
+
+@pytest.mark.parametrize("width", [DESKTOP, PHONE])
+@pytest.mark.parametrize("page", site_pages())
+def test_page_screenshot_is_saved(visit, page, width):
+    shot = visit(page, width).screenshot
+    assert shot is not None and shot.is_file() and shot.stat().st_size > 10_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_search_finds_momentum(visit, server, site):
+    result = visit("search", DESKTOP, "?q=momentum")
+    assert result.console_errors == [] and result.other_hosts == []
+    hits = result.links["results"]
+    assert hits, "searching for 'momentum' found nothing"
+    assert _broken(site, server, hits) == []

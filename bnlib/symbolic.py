@@ -219,10 +219,11 @@ def compact_gradients(bn: BatchNormGraph) -> Gradients:
     compact_terms : the three terms of ``dl/dx_i`` one by one.
     bnlib.batch_norm_backward : the same formula on numpy arrays.
     """
-    t = compact_terms(bn)
-    rows = zip(t.direct, t.mean, t.variance, strict=True)
-    dx = tuple(sp.Add(*terms) for terms in rows)
-    return Gradients(dx, _dot(bn.g, bn.x_hat), sp.Add(*bn.g))
+    m, g, x_hat = bn.m, bn.g, bn.x_hat
+    sum_g, sum_gx = sp.Add(*g), _dot(g, x_hat)
+    k = bn.gamma / (m * bn.s)
+    dx = tuple(k * (m * g[i] - sum_g - x_hat[i] * sum_gx) for i in range(m))
+    return Gradients(dx, sum_gx, sum_g)
 
 
 @dataclass(frozen=True)

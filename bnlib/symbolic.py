@@ -185,6 +185,10 @@ def compact_terms(bn: BatchNormGraph) -> CompactTerms:
     With ``k = gamma / (m s)`` and ``dy_i = g_i``: ``direct_i = k m dy_i`` (through
     ``x_hat_i`` alone), ``mean_i = -k sum_j dy_j`` (through ``mu``) and
     ``variance_i = -k x_hat_i sum_j dy_j x_hat_j`` (through ``var``).
+
+    See Also
+    --------
+    compact_gradients : the three terms summed and factored.
     """
     m, g, x_hat = bn.m, bn.g, bn.x_hat
     sum_g, sum_gx = sp.Add(*g), _dot(g, x_hat)
@@ -313,6 +317,10 @@ def eval_gradients(bn: BatchNormGraph) -> EvalGradients:
     -----
     ``y_i = gamma (x_i - mu_run) / sqrt(var_run + eps) + beta`` and
     ``l = sum_i g_i y_i``: the statistics are constants, not functions of ``x``.
+
+    See Also
+    --------
+    bnlib.batch_norm_eval_backward : the same gradients on numpy arrays.
     """
     _require_symbols(bn, "eval_gradients")
     mean = sp.Symbol("mu_run", real=True)

@@ -23,9 +23,12 @@ __all__ = [
     "PercentileTracker",
     "Split",
     "accuracy",
+    "every",
+    "first_step_above",
     "hidden_preactivations",
     "load_digits_split",
     "make_mlp",
+    "percentile_range",
     "train",
 ]
 
@@ -283,3 +286,55 @@ def _evaluate(model, split, step, history, callbacks) -> None:
     history.test_acc.append(accuracy(model, split.x_test, split.y_test))
     for callback in callbacks:
         callback(step, model)
+
+
+# Small helpers shared by the chapters' analyses of training runs.
+
+
+def every(
+    period: int, callback: Callable[[int, nn.Module], None]
+) -> Callable[[int, nn.Module], None]:
+    """A :func:`train` callback running ``callback`` only when ``step % period == 0``.
+
+    Lets cheap measurements (accuracy) run at every evaluation while costly ones
+    (trackers) run at a coarser, regular spacing of steps.
+    """
+    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+        raise ValueError(f"period must be an int >= 1, got {period!r}")
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+
+    def sometimes(step: int, model: nn.Module) -> None:
+        if step % period == 0:
+            callback(step, model)
+
+    return sometimes
+
+
+def first_step_above(history: History, level: float) -> int | None:
+    """The first evaluated step whose test accuracy is ``>= level``; ``None`` if none.
+
+    Its resolution is the run's ``eval_every``: the level was crossed somewhere
+    between the previous evaluation and this one.
+    """
+    if not 0 <= level <= 1:
+        raise ValueError(f"level must be an accuracy in [0, 1], got {level}")
+    pairs = zip(history.steps, history.test_acc, strict=True)
+    reached = (s for s, a in pairs if a >= level)
+    return next(reached, None)
+
+
+def percentile_range(
+    tracker: PercentileTracker, column: int = 1, after: int = 0
+) -> float:
+    """How far one tracked percentile moves: max - min over records at steps >= after.
+
+    ``column`` indexes ``tracker.q`` (1 is the median of the default ``q``).
+    """
+    if not -len(tracker.q) <= column < len(tracker.q):
+        raise ValueError(f"column must index q = {tracker.q}, got {column}")
+    keep = np.asarray(tracker.steps) >= after
+    if not keep.any():
+        raise ValueError(f"the tracker has no record at a step >= {after}")
+    values = tracker.as_array()[keep, column]
+    return float(values.max() - values.min())

@@ -36,12 +36,15 @@ class LandscapeProbe:
         ``||grad L(w - eta * g) - g||`` over all parameters.
     grad_norm : float
         ``||g||``.
+    base_loss : float
+        ``L(w)``, the loss on the batch before any step.
     """
 
     step_sizes: np.ndarray
     loss: np.ndarray
     grad_change: np.ndarray
     grad_norm: float
+    base_loss: float
 
     @property
     def beta(self) -> float:
@@ -94,7 +97,7 @@ def probe_gradient_direction(
             f"step_sizes must be a non-empty list of numbers > 0, got {etas}"
         )
     base = copy.deepcopy(model).train()
-    _, g = _loss_and_grads(base, x, y)
+    base_loss, g = _loss_and_grads(base, x, y)
     losses, changes = [], []
     for eta in etas:
         moved = copy.deepcopy(model).train()
@@ -104,7 +107,9 @@ def probe_gradient_direction(
         loss, g_moved = _loss_and_grads(moved, x, y)
         losses.append(loss)
         changes.append(_norm([a - b for a, b in zip(g_moved, g, strict=True)]))
-    return LandscapeProbe(etas, np.array(losses), np.array(changes), _norm(g))
+    return LandscapeProbe(
+        etas, np.array(losses), np.array(changes), _norm(g), base_loss
+    )
 
 
 def _norm(tensors: list[torch.Tensor]) -> float:

@@ -51,7 +51,11 @@ class ShiftScaleNoise(nn.Module):
         \\mu_{tj} \\sim U(-a, a), \\quad s_{tj} \\sim U(1, b),
 
     drawn afresh at every step :math:`t`. The last draw is kept in ``last_shift``
-    and ``last_scale``.
+    and ``last_scale``. After BatchNorm's affine map this is BatchNorm with a
+    random scale :math:`s\\gamma` and shift :math:`s\\beta + \\mu`; the gradient
+    flowing back through unit :math:`j` is scaled by :math:`s_{tj}`. Deep copies
+    of the module draw the same numbers as the original would, so measurements
+    made on copies (such as :func:`bnlib.ics.gradient_shift`) see one draw.
     """
 
     def __init__(

@@ -137,3 +137,59 @@ def test_train_rejects_bad_arguments(split, kwargs, message):
     args = {"steps": 10, "lr": 0.1} | kwargs
     with pytest.raises(ValueError, match=message):
         ex.train(ex.make_mlp(hidden=(4,)), split, **args)
+
+
+def test_every_calls_only_at_multiples_of_the_period():
+    calls = []
+    callback = ex.every(20, lambda step, model: calls.append(step))
+    for step in range(0, 101, 10):
+        callback(step, None)
+    assert calls == [0, 20, 40, 60, 80, 100]
+
+
+@pytest.mark.parametrize(
+    ("period", "callback", "error"),
+    [
+        (0, print, ValueError),
+        (2.0, print, ValueError),
+        (True, print, ValueError),
+        (2, "not callable", TypeError),
+    ],
+)
+def test_every_rejects_bad_arguments(period, callback, error):
+    with pytest.raises(error, match="period|callback"):
+        ex.every(period, callback)
+
+
+def test_first_step_above_finds_the_first_crossing():
+    h = ex.History(steps=[0, 10, 20, 30], test_acc=[0.1, 0.95, 0.5, 0.99])
+    assert ex.first_step_above(h, 0.9) == 10
+    assert ex.first_step_above(h, 0.99) == 30
+    assert ex.first_step_above(h, 0.1) == 0
+    assert ex.first_step_above(h, 0.999) is None
+
+
+@pytest.mark.parametrize("level", [-0.1, 1.5])
+def test_first_step_above_rejects_a_level_outside_0_1(level):
+    with pytest.raises(ValueError, match="level"):
+        ex.first_step_above(ex.History(), level)
+
+
+def test_percentile_range_uses_the_records_after_a_step(split):
+    tracker = ex.PercentileTracker(split.x_test[:5], q=(10.0, 50.0, 90.0))
+    tracker.steps = [0, 10, 20, 30]
+    tracker.values = [np.array([0.0, m, 9.0]) for m in (5.0, -3.0, 1.0, 2.5)]
+    assert ex.percentile_range(tracker) == 8.0
+    assert ex.percentile_range(tracker, after=20) == 1.5
+    assert ex.percentile_range(tracker, column=0, after=10) == 0.0
+    assert ex.percentile_range(tracker, column=-1) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"column": 3}, "column"), ({"after": 31}, "no record")]
+)
+def test_percentile_range_rejects_bad_arguments(split, kwargs, message):
+    tracker = ex.PercentileTracker(split.x_test[:5])
+    tracker.steps, tracker.values = [0, 30], [np.zeros(3), np.ones(3)]
+    with pytest.raises(ValueError, match=message):
+        ex.percentile_range(tracker, **kwargs)

@@ -52,6 +52,14 @@ def test_probe_gradient_direction_matches_a_functional_reference(batch, batch_no
     )
 
 
+def test_probe_gradient_direction_records_the_loss_before_the_step(batch):
+    model, (x, y) = _net(True).train(), batch
+    probe = landscape.probe_gradient_direction(model, x, y, [0.1])
+    with torch.no_grad():
+        loss0 = nn.functional.cross_entropy(_net(True).train()(x), y).item()
+    assert probe.base_loss == pytest.approx(loss0, rel=1e-12)
+
+
 def test_probe_gradient_direction_descends_at_first_order(batch):
     # L(w - eta g) = L(w) - eta ||g||^2 + O(eta^2)
     model, (x, y) = _net(False), batch

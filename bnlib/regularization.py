@@ -59,16 +59,17 @@ def margin(logits: torch.Tensor, labels: Any) -> torch.Tensor:
 
 
 def margins_in_batches(
-    model: nn.Module, x0: torch.Tensor, y0: int, mates: torch.Tensor, training: bool
+    model: nn.Module, x: torch.Tensor, y: Any, mates: torch.Tensor, training: bool
 ) -> np.ndarray:
-    """Margin of ``x0`` placed first in each of the batches ``[x0, *mates[d]]``.
+    """Margin of ``x[d]`` placed first in the batch ``[x[d], *mates[d]]``, per draw.
 
     Parameters
     ----------
     model : torch.nn.Module
         A network of :func:`bnlib.experiments.make_mlp`; it is copied, not changed.
-    x0 : Tensor, shape ``(1, D)``
-    y0 : int
+    x : Tensor, shape ``(draws, D)``
+        The example of each draw (repeat one example to follow it alone).
+    y : int or Tensor of ints, shape ``(draws,)``
     mates : Tensor, shape ``(draws, m - 1, D)``
         The batch-mates of each draw.
     training : bool
@@ -85,13 +86,15 @@ def margins_in_batches(
     ``m``, so each batch is normalized with its own statistics, as if alone.
     """
     draws, size = mates.shape[0], mates.shape[1] + 1
-    batches = torch.cat([x0.expand(draws, 1, -1), mates], dim=1)
+    if x.shape[0] != draws:
+        raise ValueError(f"x has {x.shape[0]} rows for {draws} draws of mates")
+    batches = torch.cat([x[:, None, :], mates], dim=1)
     net = copy.deepcopy(model).train(training)
     if training:
         to_ghost(net, size)
     with torch.no_grad():
         logits = net(batches.reshape(draws * size, -1))
-    return margin(logits[::size], y0).numpy()
+    return margin(logits[::size], y).numpy()
 
 
 def set_population_stats(model: nn.Sequential, x: torch.Tensor) -> nn.Sequential:
@@ -118,11 +121,14 @@ class RunRecorder:
     """Callback for :func:`bnlib.experiments.train`: accuracies and ``||gamma||``.
 
     At each evaluation it records the length of all BatchNorm scales together
-    (``nan`` without BatchNorm) and the training and test accuracy of a copy of
-    the model whose running statistics are set by :func:`set_population_stats`.
+    (``nan`` without BatchNorm) and, from step ``acc_from`` on, the training and
+    test accuracy of a copy of the model whose running statistics are set by
+    :func:`set_population_stats` (``acc_steps`` lists those steps).
     """
 
     split: ex.Split
+    acc_from: int = 0
+    acc_steps: list[int] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     gamma: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
@@ -132,6 +138,9 @@ class RunRecorder:
         gammas = [m.weight.detach() for m in model if isinstance(m, nn.BatchNorm1d)]
         self.steps.append(step)
         self.gamma.append(torch.cat(gammas).norm().item() if gammas else np.nan)
+        if step < self.acc_from:
+            return
+        self.acc_steps.append(step)
         net = set_population_stats(copy.deepcopy(model), self.split.x_train)
         self.train_acc.append(ex.accuracy(net, self.split.x_train, self.split.y_train))
         self.test_acc.append(ex.accuracy(net, self.split.x_test, self.split.y_test))

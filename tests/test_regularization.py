@@ -42,14 +42,31 @@ def test_margins_in_batches_each_batch_alone(split):
     net = _bn_net()
     mates = split.x_train[torch.arange(3 * 5).reshape(3, 5)]
     x0, y0 = split.x_test[:1], int(split.y_test[0])
-    got = reg.margins_in_batches(net, x0, y0, mates, training=True)
+    x = x0.expand(3, -1)
+    got = reg.margins_in_batches(net, x, y0, mates, training=True)
     net.train()
     with torch.no_grad():
         want = [float(reg.margin(net(torch.cat([x0, b]))[:1], y0)[0]) for b in mates]
     assert np.allclose(got, want, atol=1e-5)
     assert np.ptp(got) > 1e-3  # batch-mates matter in training
-    frozen = reg.margins_in_batches(net, x0, y0, mates, training=False)
+    frozen = reg.margins_in_batches(net, x, y0, mates, training=False)
     assert np.ptp(frozen) < 1e-5  # and not in evaluation mode
+
+
+def test_margins_in_batches_per_draw_labels(split):
+    net = _bn_net()
+    mates = split.x_train[torch.arange(4 * 2).reshape(4, 2)]
+    x, y = split.x_test[:4], split.y_test[:4]
+    got = reg.margins_in_batches(net, x, y, mates, training=True)
+    net.train()
+    with torch.no_grad():
+        want = [
+            float(reg.margin(net(torch.cat([x[d : d + 1], mates[d]]))[:1], y[d])[0])
+            for d in range(4)
+        ]
+    assert np.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="rows for 4 draws"):
+        reg.margins_in_batches(net, x[:3], y[:3], mates, training=True)
 
 
 def test_set_population_stats_fixed_point(split):
@@ -118,3 +135,12 @@ def test_describe_difference_wording():
     assert up == "A is higher by 2.0 points (interval +1.0 to +3.0)."
     assert down.startswith("A is lower by 2.1 points") and "by -" not in down
     assert "cannot tell" in tie and "-0.4" in tie
+
+
+def test_run_recorder_accuracies_from_step(split):
+    rec = reg.RunRecorder(split, acc_from=2)
+    net = _bn_net()
+    for step in range(4):
+        rec(step, net)
+    assert rec.steps == [0, 1, 2, 3] and len(rec.gamma) == 4
+    assert rec.acc_steps == [2, 3] and len(rec.test_acc) == 2

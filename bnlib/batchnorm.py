@@ -18,6 +18,7 @@ from bnlib._checks import (
     check_running_buffer,
     check_same_shape,
 )
+from bnlib.blocked import blocks, channel_sums, input_grad, normalized, per_channel
 
 __all__ = [
     "batch_norm",
@@ -42,49 +43,6 @@ def _count_per_channel(x: np.ndarray) -> int:
     return x.size // x.shape[1] if x.shape[1] else 0
 
 
-# -- blocks: every pass over the data works on cache-sized slices of the batch ---------
-_BLOCK_BYTES = 1 << 18  # 256 KiB of x per block: a block's temporaries stay in cache
-_SHORT_ROW = 512  # below this L, per-channel vectors are expanded to (C, L)
-
-
-def _blocks(x3: np.ndarray) -> list[slice]:
-    """Slices of the batch axis of ``x3``, each holding about ``_BLOCK_BYTES``."""
-    step = max(1, _BLOCK_BYTES // max(x3.itemsize * x3.shape[1] * x3.shape[2], 1))
-    return [slice(i, i + step) for i in range(0, x3.shape[0], step)]
-
-
-def _per_channel(v: np.ndarray, x3: np.ndarray) -> np.ndarray:
-    """A ``(C,)`` vector shaped to broadcast against blocks of ``x3`` ``(N, C, L)``.
-
-    For short rows it is repeated along L, so that numpy's inner loop runs over
-    ``C * L`` contiguous values instead of restarting every ``L`` values.
-    """
-    col = v.astype(x3.dtype, copy=False).reshape(-1, 1)
-    return col if x3.shape[2] >= _SHORT_ROW else np.repeat(col, x3.shape[2], axis=1)
-
-
-def _block_sums(
-    x3: np.ndarray, shift: np.ndarray, dy3: np.ndarray | None
-) -> np.ndarray:
-    """Per-channel sums of ``d``, ``d**2``, ``dy`` and ``dy * d``, ``d = x - shift``.
-
-    One read of ``x3`` (and ``dy3``) from memory; ``d`` lives in a block-sized
-    buffer. Each block's sums are added in float64, in block order.
-    """
-    sums = np.zeros((4, x3.shape[1]))
-    k = _per_channel(shift, x3)
-    blocks = _blocks(x3)
-    buf = np.empty_like(x3[blocks[0]])
-    for b in blocks:
-        d = np.subtract(x3[b], k, out=buf[: len(x3[b])])
-        sums[0] += np.einsum("ncl->c", d)
-        sums[1] += np.einsum("ncl,ncl->c", d, d)
-        if dy3 is not None:
-            sums[2] += np.einsum("ncl->c", dy3[b])
-            sums[3] += np.einsum("ncl,ncl->c", dy3[b], d)
-    return sums
-
-
 def _moments(
     x3: np.ndarray, dy3: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -98,26 +56,12 @@ def _moments(
     data far from zero; ``E[x**2] - E[x]**2`` on raw data is never formed.
     """
     n = x3.shape[0] * x3.shape[2]
-    first = x3[_blocks(x3)[0]]
+    first = x3[blocks(x3)[0]]
     shift = first.mean(axis=(0, 2), dtype=np.float64).astype(x3.dtype)
-    s_d, s_dd, s_dy, s_dyd = _block_sums(x3, shift, dy3)
+    s_d, s_dd, s_dy, s_dyd = channel_sums(x3, shift, dy3)
     delta = s_d / n
     var = np.maximum(s_dd / n - delta * delta, 0)
     return shift + delta, var, s_dy, s_dyd - delta * s_dy
-
-
-def _normalized(
-    x3: np.ndarray, mean: np.ndarray, scale: np.ndarray, beta: np.ndarray
-) -> np.ndarray:
-    """``(x - mean) * scale + beta`` per channel, a block at a time: one read of
-    ``x3``, one write of the result; the in-place steps hit the cache."""
-    y3 = np.empty(x3.shape, x3.dtype)
-    m, s, b = (_per_channel(v, x3) for v in (mean, scale, beta))
-    for blk in _blocks(x3):
-        y = np.subtract(x3[blk], m, out=y3[blk])
-        y *= s
-        y += b
-    return y3
 
 
 def batch_stats(input: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +211,7 @@ def batch_norm(
     if running_mean is not None:
         _update_running(running_mean, running_var, mu, var, n, momentum)
     inv_std = 1 / np.sqrt(var + eps)
-    y3 = _normalized(x3, mu, gamma * inv_std, beta)
+    y3 = normalized(x3, mu, gamma * inv_std, beta)
     return y3.reshape(x.shape).astype(x_in.dtype, copy=False)
 
 
@@ -288,29 +232,28 @@ def _normalize_with(
 ) -> np.ndarray:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` with given statistics."""
     mean, var = (np.asarray(v, dtype=np.float64) for v in (mean, var))
-    y3 = _normalized(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
+    y3 = normalized(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
     return y3.reshape(x.shape)
 
 
-def _input_grad(
-    dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, coef: tuple[np.ndarray, ...]
-) -> np.ndarray:
-    """``dx = k * (dy - c - a * (x - mean))`` per channel, a block at a time.
+def _grads_from_x_hat(
+    dy3: np.ndarray, x3: np.ndarray, gamma: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Closed-form backward through the batch statistics of ``x3`` ``(N, C, L)``.
 
-    ``coef = (k, c, a)`` with ``k = gamma / sqrt(var + eps)``, ``c = mean(dy)`` and
-    ``a = mean(dy * x_hat) / sqrt(var + eps)``, so that ``a * (x - mean)`` is
-    ``x_hat * mean(dy * x_hat)``. Reads ``x3`` and ``dy3`` once, writes ``dx`` once.
+    With ``m`` values per channel and ``k = gamma / sqrt(var + eps)``,
+    ``dx = k * (dy - mean(dy) - x_hat * mean(dy * x_hat))``. One pass over ``x3``
+    and ``dy3`` gives the statistics and both sums; a second writes ``dx``.
+    ``x_hat = (x - mu) * inv_std`` is never stored: ``input_grad`` forms
+    ``x_hat * mean(dy * x_hat)`` as ``(x - mu) * a`` with ``a`` below.
     """
-    dx3 = np.empty(x3.shape, x3.dtype)
-    m = _per_channel(mean, x3)
-    k, c, a = (_per_channel(v, x3) for v in coef)
-    for blk in _blocks(x3):
-        dx = np.subtract(x3[blk], m, out=dx3[blk])
-        dx *= a
-        np.subtract(dy3[blk], dx, out=dx)
-        dx -= c
-        dx *= k
-    return dx3
+    m = x3.shape[0] * x3.shape[2]
+    mu, var, dbeta, dy_centred = _moments(x3, dy3)
+    inv_std = 1 / np.sqrt(var + eps)
+    dgamma = dy_centred * inv_std  # sum(dy * x_hat)
+    a = dgamma / m * inv_std
+    dx3 = input_grad(dy3, x3, mu, (gamma * inv_std, dbeta / m, a))
+    return dx3, dgamma, dbeta
 
 
 def batch_norm_backward(
@@ -365,12 +308,7 @@ def batch_norm_backward(
             f"got input of shape {x.shape}"
         )
     x3, dy3 = _as_ncl(x), _as_ncl(dy.astype(x.dtype, copy=False))
-    mu, var, dbeta, dy_centred = _moments(x3, dy3)
-    inv_std = 1 / np.sqrt(var + eps)
-    dgamma = dy_centred * inv_std  # sum(dy * x_hat)
-    m = _count_per_channel(x)
-    coef = (gamma * inv_std, dbeta / m, dgamma / m * inv_std)
-    dx3 = _input_grad(dy3, x3, mu, coef)
+    dx3, dgamma, dbeta = _grads_from_x_hat(dy3, x3, gamma, eps)
     out = dx3.reshape(x.shape).astype(x_in.dtype, copy=False)
     return out, dgamma.astype(x_in.dtype), dbeta.astype(x_in.dtype)
 
@@ -414,8 +352,8 @@ def batch_norm_eval_backward(
     gamma = _affine(weight, "weight", c, dt, 1)
     inv_std = 1 / np.sqrt(var.astype(np.float64) + eps)
     x3, dy3 = _as_ncl(x), _as_ncl(dy.astype(dt, copy=False))
-    _, _, dbeta, dy_centred = _block_sums(x3, mean, dy3) if x.size else np.zeros((4, c))
-    dx3 = dy3 * _per_channel(gamma * inv_std, x3)
+    _, _, dbeta, dy_centred = channel_sums(x3, mean, dy3)
+    dx3 = dy3 * per_channel(gamma * inv_std, x3)
     dt_in = x_in.dtype
     dgamma = dy_centred * inv_std
     return dx3.reshape(x.shape).astype(dt_in), dgamma.astype(dt_in), dbeta.astype(dt_in)

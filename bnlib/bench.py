@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from bnlib.batchnorm import batch_norm, batch_norm_backward
+from bnlib.blocked import get_num_threads
 
 __all__ = [
     "CASES",
@@ -345,6 +346,7 @@ def machine_info() -> dict[str, str]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numpy threads": _numpy_threads(),
+        "bnlib threads": str(get_num_threads()),
     }
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         info[name] = os.environ.get(name, "unset")

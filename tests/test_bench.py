@@ -103,7 +103,7 @@ def test_format_report_lists_cases_machine_and_targets(report):
     text = bench.format_report(report)
     for c in report.cases:
         assert str(c.shape) in text
-    for key in ("cpu", "numpy threads", "torch threads", "bandwidth", "peak/x"):
+    for key in ("cpu", "numpy threads", "bnlib threads", "torch threads", "peak/x"):
         assert key in text
     assert text.count(" met") + text.count("NOT met") >= 4
 

@@ -16,6 +16,7 @@ The chapter "How fast is bnlib?" (``chapters/05-speed.md``).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -114,21 +115,30 @@ def per_channel(v: np.ndarray, x3: np.ndarray) -> np.ndarray:
     return col if x3.shape[2] >= SHORT_ROW else np.repeat(col, x3.shape[2], axis=1)
 
 
-def _run(fn: Callable[[Block], R], run: list[Block]) -> list[R]:
-    return [fn(b) for b in run]
-
-
 def map_blocks(fn: Callable[[Block], R], blks: list[Block]) -> list[R]:
-    """``[fn(b) for b in blks]``, each thread taking a contiguous run of blocks."""
-    t = min(_threads, len(blks))
-    if t <= 1:
-        return _run(fn, blks)
-    runs = [blks[i * len(blks) // t : (i + 1) * len(blks) // t] for i in range(t)]
-    futures = [_executor().submit(_run, fn, run) for run in runs[1:]]
-    out = _run(fn, runs[0])  # the calling thread takes the first run
-    for f in futures:
-        out += f.result()
-    return out
+    """``[fn(b) for b in blks]``, computed by up to ``get_num_threads()`` threads.
+
+    Each thread takes the next block not yet taken, so a thread that the operating
+    system does not schedule (a busy machine) holds nobody up: the caller does the
+    work itself and withdraws the helpers that have not started. The results are
+    returned in block order whichever thread computed them.
+    """
+    results: list[Any] = [None] * len(blks)
+    taken = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        while (i := next(taken)) < len(blks):
+            results[i] = fn(blks[i])
+
+    n_helpers = min(_threads, len(blks)) - 1
+    helpers = [_executor().submit(work) for _ in range(n_helpers)]
+    try:
+        work()
+    finally:
+        for h in helpers:
+            if not h.cancel():
+                h.result()
+    return results
 
 
 def channel_sums(

@@ -63,12 +63,33 @@ if hasattr(os, "register_at_fork"):
 
 
 def get_num_threads() -> int:
-    """Number of threads the blocked passes use (default: the usable cores)."""
+    """Number of threads the blocked passes use.
+
+    Returns
+    -------
+    int
+        By default the number of cores this process may run on.
+
+    See Also
+    --------
+    set_num_threads
+    """
     return _threads
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n >= 1`` threads from now on; 1 runs every block in the caller."""
+    """Set the number of threads of the blocked passes.
+
+    Parameters
+    ----------
+    n : int
+        At least 1; with 1, every block runs in the calling thread. The results do
+        not depend on ``n``.
+
+    See Also
+    --------
+    get_num_threads
+    """
     global _threads, _pool
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"the number of threads must be an int, got {type(n).__name__}")
@@ -87,9 +108,24 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def blocks(x3: np.ndarray) -> list[Block]:
-    """Index tuples that cut ``x3`` ``(N, C, L)`` into blocks of about
-    ``BLOCK_BYTES``: runs of whole samples, or pieces of one sample's L axis when
-    a sample is large and its rows are long."""
+    """Cut an ``(N, C, L)`` array into blocks of about ``BLOCK_BYTES``.
+
+    Parameters
+    ----------
+    x3 : ndarray, shape ``(N, C, L)``
+
+    Returns
+    -------
+    list of tuple of slice
+        Indices ``b`` such that the views ``x3[b]`` cover ``x3`` once, in memory
+        order: runs of whole samples, or, when one sample is larger than a block
+        and its rows are long (``L >= 2 * SHORT_ROW``), pieces of a sample's rows.
+        Every block holds all ``C`` channels.
+
+    See Also
+    --------
+    map_blocks : runs a function on every block.
+    """
     n, c, length = x3.shape
     sample = max(x3.itemsize * c * length, 1)
     if sample <= BLOCK_BYTES or length < 2 * SHORT_ROW:
@@ -104,12 +140,20 @@ def blocks(x3: np.ndarray) -> list[Block]:
     ]
 
 
-def per_channel(v: np.ndarray, x3: np.ndarray) -> np.ndarray:
-    """A ``(C,)`` vector shaped to broadcast against the blocks of ``x3``.
+def per_channel(v: Any, x3: np.ndarray) -> np.ndarray:
+    """Shape a per-channel vector to broadcast against the blocks of ``x3``.
 
-    For short rows (L < ``SHORT_ROW``) it is repeated along L, so that numpy's
-    inner loop runs over ``C * L`` contiguous values instead of restarting every
-    L values; otherwise it is a ``(C, 1)`` column.
+    Parameters
+    ----------
+    v : array_like, shape ``(C,)``
+    x3 : ndarray, shape ``(N, C, L)``
+
+    Returns
+    -------
+    ndarray, shape ``(C, 1)`` or ``(C, L)``, in the dtype of ``x3``
+        A column; for short rows (``L < SHORT_ROW``) the column repeated along L, so
+        that numpy's inner loop runs over ``C * L`` contiguous values instead of
+        restarting every L values.
     """
     col = np.asarray(v).astype(x3.dtype, copy=False).reshape(-1, 1)
     return col if x3.shape[2] >= SHORT_ROW else np.repeat(col, x3.shape[2], axis=1)
@@ -118,10 +162,24 @@ def per_channel(v: np.ndarray, x3: np.ndarray) -> np.ndarray:
 def map_blocks(fn: Callable[[Block], R], blks: list[Block]) -> list[R]:
     """``[fn(b) for b in blks]``, computed by up to ``get_num_threads()`` threads.
 
-    Each thread takes the next block not yet taken, so a thread that the operating
-    system does not schedule (a busy machine) holds nobody up: the caller does the
-    work itself and withdraws the helpers that have not started. The results are
-    returned in block order whichever thread computed them.
+    Parameters
+    ----------
+    fn : callable
+        Called once per block; numpy releases the GIL inside its loops, so calls
+        on different blocks run in parallel.
+    blks : list of tuple of slice
+        Usually ``blocks(x3)``.
+
+    Returns
+    -------
+    list
+        ``fn(b)`` for every block, in block order whichever thread computed it.
+
+    Notes
+    -----
+    Each thread takes the next block not yet taken. A helper thread that the
+    operating system does not schedule (a busy machine) thus holds nobody up: the
+    caller does the work itself and withdraws the helpers that have not started.
     """
     results: list[Any] = [None] * len(blks)
     taken = itertools.count()  # next() on it is atomic under the GIL
@@ -144,9 +202,31 @@ def map_blocks(fn: Callable[[Block], R], blks: list[Block]) -> list[R]:
 def channel_sums(
     x3: np.ndarray, shift: np.ndarray, dy3: np.ndarray | None = None
 ) -> np.ndarray:
-    """Per-channel sums of ``d``, ``d**2``, ``dy`` and ``dy * d`` with
-    ``d = x - shift``: a float64 array of shape ``(4, C)`` (rows 2 and 3 are zero
-    without ``dy3``). One read of ``x3`` and ``dy3``; ``d`` is a block temporary."""
+    """Per-channel sums of shifted data, and of the upstream gradient with it.
+
+    Parameters
+    ----------
+    x3 : ndarray, shape ``(N, C, L)``
+    shift : ndarray, shape ``(C,)``
+        ``K``, subtracted from every value of its channel.
+    dy3 : ndarray, shape ``(N, C, L)``, optional
+
+    Returns
+    -------
+    ndarray, shape ``(4, C)``, float64
+        Over ``n`` and ``l``, with ``d = x - K``: ``sum(d)``, ``sum(d**2)``,
+        ``sum(dy)`` and ``sum(dy * d)`` (the last two zero without ``dy3``).
+
+    Notes
+    -----
+    One read of ``x3`` and ``dy3`` from memory; ``d`` is a block-sized temporary.
+    Each block's sums are taken in the input's dtype and added in float64, in
+    block order.
+
+    See Also
+    --------
+    bnlib.batchnorm._moments : turns these sums into the mean and variance.
+    """
     k = per_channel(shift, x3)
 
     def sums(b: Block) -> np.ndarray:
@@ -166,8 +246,22 @@ def channel_sums(
 def normalized(
     x3: np.ndarray, mean: np.ndarray, scale: np.ndarray, beta: np.ndarray
 ) -> np.ndarray:
-    """``(x - mean) * scale + beta`` per channel: one read of ``x3``, one write of
-    the result; the in-place steps of a block hit the cache."""
+    """``(x - mean) * scale + beta`` per channel, a block at a time.
+
+    Parameters
+    ----------
+    x3 : ndarray, shape ``(N, C, L)``
+    mean, scale, beta : array_like, shape ``(C,)``
+
+    Returns
+    -------
+    ndarray, shape ``(N, C, L)``, in the dtype of ``x3``
+
+    Notes
+    -----
+    One read of ``x3`` and one write of the result; the two in-place steps of a
+    block work on data still in the cache.
+    """
     y3 = np.empty(x3.shape, x3.dtype)
     m, s, b = (per_channel(v, x3) for v in (mean, scale, beta))
 
@@ -183,9 +277,24 @@ def normalized(
 def input_grad(
     dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, coef: tuple[Any, Any, Any]
 ) -> np.ndarray:
-    """``dx = k * (dy - c - a * (x - mean))`` per channel, ``coef = (k, c, a)``.
+    """``dx = k * (dy - c - a * (x - mean))`` per channel, a block at a time.
 
-    Reads ``x3`` and ``dy3`` once and writes ``dx`` once.
+    Parameters
+    ----------
+    dy3, x3 : ndarray, shape ``(N, C, L)``
+    mean : array_like, shape ``(C,)``
+    coef : tuple of three array_like of shape ``(C,)``
+        ``(k, c, a)``.
+
+    Returns
+    -------
+    ndarray, shape ``(N, C, L)``, in the dtype of ``x3``
+
+    Notes
+    -----
+    Reads ``x3`` and ``dy3`` once and writes ``dx`` once. In BatchNorm's backward
+    pass ``k = gamma / sqrt(var + eps)``, ``c = mean(dy)`` and
+    ``a = mean(dy * x_hat) / sqrt(var + eps)``.
     """
     dx3 = np.empty(x3.shape, x3.dtype)
     m = per_channel(mean, x3)

@@ -57,7 +57,7 @@ def _moments(
     """
     n = x3.shape[0] * x3.shape[2]
     first = x3[blocks(x3)[0]]
-    shift = first.mean(axis=(0, 2), dtype=np.float64).astype(x3.dtype)
+    shift = np.einsum("ncl->c", first) / (first.shape[0] * first.shape[2])
     s_d, s_dd, s_dy, s_dyd = channel_sums(x3, shift, dy3)
     delta = s_d / n
     var = np.maximum(s_dd / n - delta * delta, 0)

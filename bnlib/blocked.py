@@ -223,9 +223,8 @@ def channel_sums(
     Each block's sums are taken in the input's dtype and added in float64, in
     block order.
 
-    See Also
-    --------
-    bnlib.batchnorm._moments : turns these sums into the mean and variance.
+    ``_moments`` in ``bnlib.batchnorm`` turns these sums into the mean and the
+    variance.
     """
     k = per_channel(shift, x3)
 

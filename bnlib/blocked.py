@@ -38,6 +38,7 @@ __all__ = [
 
 BLOCK_BYTES = 1 << 18  # of x per block: the temporaries of a block stay in cache
 SHORT_ROW = 512  # rows shorter than this get per-channel vectors repeated along L
+BLOCKS_PER_THREAD = 2  # fewer blocks than this per thread: not worth a hand-off
 Block = tuple[slice, ...]
 R = TypeVar("R")
 
@@ -180,6 +181,8 @@ def map_blocks(fn: Callable[[Block], R], blks: list[Block]) -> list[R]:
     Each thread takes the next block not yet taken. A helper thread that the
     operating system does not schedule (a busy machine) thus holds nobody up: the
     caller does the work itself and withdraws the helpers that have not started.
+    Helpers are only called in when there are at least ``BLOCKS_PER_THREAD`` blocks
+    for each thread.
     """
     results: list[Any] = [None] * len(blks)
     taken = itertools.count()  # next() on it is atomic under the GIL
@@ -188,7 +191,7 @@ def map_blocks(fn: Callable[[Block], R], blks: list[Block]) -> list[R]:
         while (i := next(taken)) < len(blks):
             results[i] = fn(blks[i])
 
-    n_helpers = min(_threads, len(blks)) - 1
+    n_helpers = min(_threads, len(blks) // BLOCKS_PER_THREAD) - 1
     helpers = [_executor().submit(work) for _ in range(n_helpers)]
     try:
         work()

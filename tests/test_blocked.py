@@ -8,6 +8,7 @@ blocked code.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 
 import numpy as np
 import pytest
@@ -91,6 +92,22 @@ def test_channel_sums_of_an_empty_batch_are_zero():
 def test_map_blocks_keeps_block_order(threads):
     blocked.set_num_threads(3)
     assert blocked.map_blocks(lambda b: b, list(range(10))) == list(range(10))
+
+
+def test_map_blocks_shares_blocks_among_threads(threads):
+    blocked.set_num_threads(2)
+    seen, lock, both_here = set(), threading.Lock(), threading.Event()
+
+    def who(b):
+        with lock:
+            seen.add(threading.get_ident())
+            if len(seen) == 2:
+                both_here.set()
+        both_here.wait(timeout=30)  # the first block waits for the helper to come
+        return threading.get_ident()
+
+    idents = blocked.map_blocks(who, list(range(8)))
+    assert len(set(idents)) == 2
 
 
 def _forward_backward(x, dy):

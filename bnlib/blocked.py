@@ -36,7 +36,7 @@ __all__ = [
     "set_num_threads",
 ]
 
-BLOCK_BYTES = 1 << 18  # of x per block: the temporaries of a block stay in cache
+BLOCK_BYTES = 1 << 19  # of x per block: a block and its temporaries fit in L2
 SHORT_ROW = 512  # rows shorter than this get per-channel vectors repeated along L
 BLOCKS_PER_THREAD = 2  # fewer blocks than this per thread: not worth a hand-off
 Block = tuple[slice, ...]

@@ -49,11 +49,14 @@ def _moments(
     """Mean and biased variance of ``x3`` ``(N, C, L)``, and ``sum(dy)``,
     ``sum(dy * (x - mean))`` when ``dy3`` is given (else zeros); all float64 ``(C,)``.
 
-    The shifted-data algorithm: with ``shift`` the mean of the first block (close
-    to the mean of the batch), ``d = x - shift`` and ``n`` values per channel,
-    ``mean = shift + sum(d)/n`` and ``var = sum(d**2)/n - (sum(d)/n)**2``. As the
-    shift is close to the mean, the subtraction loses no digits, even for float32
-    data far from zero; ``E[x**2] - E[x]**2`` on raw data is never formed.
+    The shifted-data algorithm: with a shift ``K``, ``d = x - K`` and ``n`` values
+    per channel, ``mean = K + sum(d)/n`` and ``var = sum(d**2)/n - (sum(d)/n)**2``,
+    and ``sum(dy * (x - mean)) = sum(dy * d) - (mean - K) * sum(dy)``. The rounding
+    error grows with ``(mean - K)**2 / var``; ``K`` is the mean of the first block,
+    and as that block is part of the batch, ``(mean - K)**2 / var`` is at most
+    ``n`` over the block's count (the number of blocks). ``E[x**2] - E[x]**2`` on
+    raw data, which loses every digit for float32 data far from zero, is never
+    formed.
     """
     n = x3.shape[0] * x3.shape[2]
     first = x3[blocks(x3)[0]]

@@ -162,3 +162,13 @@ def test_set_num_threads_rejects_bad_values(threads, n, error):
     with pytest.raises(error, match="number of threads"):
         blocked.set_num_threads(n)
     assert blocked.get_num_threads() >= 1
+
+
+def test_batch_stats_float32_is_accurate_when_the_first_block_is_atypical(rng):
+    """Sorted data put the first block (the shift) in the low tail of every channel."""
+    x = np.sort(rng.normal(1e3, 1.0, size=4096 * 64)).reshape(4096, 64)
+    x32 = x.astype(np.float32)
+    exact = x32.astype(np.float64)
+    mu, var = bnlib.batch_stats(x32)
+    np.testing.assert_allclose(mu, exact.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(var, exact.var(axis=0), rtol=1e-4)

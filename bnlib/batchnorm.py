@@ -18,6 +18,7 @@ from bnlib._checks import (
     check_running_buffer,
     check_same_shape,
 )
+from bnlib.blocked import blocks, channel_sums, input_grad, normalized, per_channel
 
 __all__ = [
     "batch_norm",
@@ -32,19 +33,9 @@ def _as_ncl(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def _channel_sum(a3: np.ndarray) -> np.ndarray:
-    """Sum an ``(N, C, L)`` array over N and L, the contiguous axis first."""
-    return a3.sum(axis=2).sum(axis=0)
-
-
 def _working(x: np.ndarray) -> np.ndarray:
     """float16 is computed in float32, as PyTorch does; other dtypes as they are."""
     return x.astype(np.float32) if x.dtype == np.float16 else x
-
-
-def _per_channel(v: np.ndarray) -> np.ndarray:
-    """Reshape a ``(C,)`` vector so that it broadcasts against ``(N, C, L)``."""
-    return v.reshape(1, -1, 1)
 
 
 def _count_per_channel(x: np.ndarray) -> int:
@@ -52,23 +43,28 @@ def _count_per_channel(x: np.ndarray) -> int:
     return x.size // x.shape[1] if x.shape[1] else 0
 
 
-def _centred_stats(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, biased variance and centred copy ``x - mean`` of an ``(N, C, L)`` array.
+def _moments(
+    x3: np.ndarray, dy3: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and biased variance of ``x3`` ``(N, C, L)``, and ``sum(dy)``,
+    ``sum(dy * (x - mean))`` when ``dy3`` is given (else zeros); all float64 ``(C,)``.
 
-    A plain two-pass algorithm loses digits when the data sit far from zero in
-    float32 (the first mean is already rounded). We therefore centre on a first
-    estimate ``m0`` and correct it with the mean of the residuals, the corrected
-    two-pass algorithm: ``var = mean(d**2) - mean(d)**2`` with ``d = x - m0``.
-    Nothing of the form ``E[x**2] - E[x]**2`` is ever formed on raw data.
+    The shifted-data algorithm: with a shift ``K``, ``d = x - K`` and ``n`` values
+    per channel, ``mean = K + sum(d)/n`` and ``var = sum(d**2)/n - (sum(d)/n)**2``,
+    and ``sum(dy * (x - mean)) = sum(dy * d) - (mean - K) * sum(dy)``. The rounding
+    error grows with ``(mean - K)**2 / var``; ``K`` is the mean of the first block,
+    and as that block is part of the batch, ``(mean - K)**2 / var`` is at most
+    ``n`` over the block's count (the number of blocks). ``E[x**2] - E[x]**2`` on
+    raw data, which loses every digit for float32 data far from zero, is never
+    formed.
     """
     n = x3.shape[0] * x3.shape[2]
-    m0 = _channel_sum(x3) / n
-    d = x3 - _per_channel(m0)
-    delta = _channel_sum(d) / n
-    sq = np.einsum("ncl,ncl->c", d, d) / n
-    var = np.maximum(sq - delta * delta, 0).astype(x3.dtype, copy=False)
-    d -= _per_channel(delta)
-    return m0 + delta, var, d
+    first = x3[blocks(x3)[0]]
+    shift = np.einsum("ncl->c", first) / (first.shape[0] * first.shape[2])
+    s_d, s_dd, s_dy, s_dyd = channel_sums(x3, shift, dy3)
+    delta = s_d / n
+    var = np.maximum(s_dd / n - delta * delta, 0)
+    return shift + delta, var, s_dy, s_dyd - delta * s_dy
 
 
 def batch_stats(input: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -92,8 +88,8 @@ def batch_stats(input: Any) -> tuple[np.ndarray, np.ndarray]:
     x = as_float_input(input)
     if _count_per_channel(x) < 1:
         raise ValueError(f"cannot take statistics of an empty batch of shape {x.shape}")
-    mu, var, _ = _centred_stats(_as_ncl(x))
-    return mu, var
+    mu, var, _, _ = _moments(_as_ncl(_working(x)))
+    return mu.astype(x.dtype), var.astype(x.dtype)
 
 
 def _update_running(
@@ -213,13 +209,13 @@ def batch_norm(
         )
     if x.size == 0:
         return np.empty_like(x_in)
-    mu, var, d = _centred_stats(_as_ncl(x))
+    x3 = _as_ncl(x)
+    mu, var, _, _ = _moments(x3)
     if running_mean is not None:
         _update_running(running_mean, running_var, mu, var, n, momentum)
-    inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
-    d *= _per_channel(gamma * inv_std)
-    d += _per_channel(beta)
-    return d.reshape(x.shape).astype(x_in.dtype, copy=False)
+    inv_std = 1 / np.sqrt(var + eps)
+    y3 = normalized(x3, mu, gamma * inv_std, beta)
+    return y3.reshape(x.shape).astype(x_in.dtype, copy=False)
 
 
 def _affine(v: Any, name: str, c: int, dtype: np.dtype, default: float) -> np.ndarray:
@@ -238,30 +234,28 @@ def _normalize_with(
     eps: float,
 ) -> np.ndarray:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` with given statistics."""
-    dt = x.dtype
-    scale = gamma / np.sqrt(var.astype(dt) + dt.type(eps))
-    y = _as_ncl(x) - _per_channel(mean.astype(dt))
-    y *= _per_channel(scale)
-    y += _per_channel(beta)
-    return y.reshape(x.shape)
+    mean, var = (np.asarray(v, dtype=np.float64) for v in (mean, var))
+    y3 = normalized(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
+    return y3.reshape(x.shape)
 
 
 def _grads_from_x_hat(
-    dy3: np.ndarray, x_hat3: np.ndarray, k: np.ndarray
+    dy3: np.ndarray, x3: np.ndarray, gamma: np.ndarray, eps: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Closed-form backward through batch statistics; overwrites ``x_hat3``.
+    """Closed-form backward through the batch statistics of ``x3`` ``(N, C, L)``.
 
-    ``k = gamma / sqrt(var + eps)``. With ``m`` values per channel,
-    ``dx = k * (dy - mean(dy) - x_hat * mean(dy * x_hat))``.
+    With ``m`` values per channel and ``k = gamma / sqrt(var + eps)``,
+    ``dx = k * (dy - mean(dy) - x_hat * mean(dy * x_hat))``. One pass over ``x3``
+    and ``dy3`` gives the statistics and both sums; a second writes ``dx``.
+    ``x_hat = (x - mu) * inv_std`` is never stored: ``input_grad`` forms
+    ``x_hat * mean(dy * x_hat)`` as ``(x - mu) * a`` with ``a`` below.
     """
-    m = x_hat3.shape[0] * x_hat3.shape[2]
-    dbeta = _channel_sum(dy3)
-    dgamma = np.einsum("ncl,ncl->c", dy3, x_hat3)
-    dx3 = x_hat3
-    dx3 *= _per_channel(-dgamma / m)
-    dx3 += dy3
-    dx3 -= _per_channel(dbeta / m)
-    dx3 *= _per_channel(k)
+    m = x3.shape[0] * x3.shape[2]
+    mu, var, dbeta, dy_centred = _moments(x3, dy3)
+    inv_std = 1 / np.sqrt(var + eps)
+    dgamma = dy_centred * inv_std  # sum(dy * x_hat)
+    a = dgamma / m * inv_std
+    dx3 = input_grad(dy3, x3, mu, (gamma * inv_std, dbeta / m, a))
     return dx3, dgamma, dbeta
 
 
@@ -316,11 +310,8 @@ def batch_norm_backward(
             "Expected more than 1 value per channel when training, "
             f"got input of shape {x.shape}"
         )
-    _, var, x_hat3 = _centred_stats(_as_ncl(x))
-    inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
-    x_hat3 *= _per_channel(inv_std)
-    dy3 = _as_ncl(dy.astype(x.dtype, copy=False))
-    dx3, dgamma, dbeta = _grads_from_x_hat(dy3, x_hat3, gamma * inv_std)
+    x3, dy3 = _as_ncl(x), _as_ncl(dy.astype(x.dtype, copy=False))
+    dx3, dgamma, dbeta = _grads_from_x_hat(dy3, x3, gamma, eps)
     out = dx3.reshape(x.shape).astype(x_in.dtype, copy=False)
     return out, dgamma.astype(x_in.dtype), dbeta.astype(x_in.dtype)
 
@@ -362,11 +353,10 @@ def batch_norm_eval_backward(
     mean = as_channel_vector(running_mean, "running_mean", c, dt)
     var = as_channel_vector(running_var, "running_var", c, dt)
     gamma = _affine(weight, "weight", c, dt, 1)
-    inv_std = 1 / np.sqrt(var + dt.type(eps))
-    dy3 = _as_ncl(dy.astype(dt, copy=False))
-    x_hat3 = (_as_ncl(x) - _per_channel(mean)) * _per_channel(inv_std)
-    dgamma = np.einsum("ncl,ncl->c", dy3, x_hat3)
-    dx3 = dy3 * _per_channel(gamma * inv_std)
+    inv_std = 1 / np.sqrt(var.astype(np.float64) + eps)
+    x3, dy3 = _as_ncl(x), _as_ncl(dy.astype(dt, copy=False))
+    _, _, dbeta, dy_centred = channel_sums(x3, mean, dy3)
+    dx3 = dy3 * per_channel(gamma * inv_std, x3)
     dt_in = x_in.dtype
-    dbeta = _channel_sum(dy3)
+    dgamma = dy_centred * inv_std
     return dx3.reshape(x.shape).astype(dt_in), dgamma.astype(dt_in), dbeta.astype(dt_in)

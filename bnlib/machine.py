@@ -1,0 +1,124 @@
+"""The machine a benchmark runs on: its memory bandwidth, CPU, versions and threads.
+
+See Also
+--------
+bnlib.bench : the benchmark that reports these next to its timings.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from bnlib.blocked import get_num_threads
+
+__all__ = ["BANDWIDTH_BYTES", "have_torch", "machine_info", "measure_bandwidth"]
+
+BANDWIDTH_BYTES = 1 << 28  # per array of the copy: larger than the caches
+
+
+def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, repeats: int = 5) -> float:
+    """Memory bandwidth as seen by one large ``np.copyto``.
+
+    Parameters
+    ----------
+    nbytes : int
+        Size of the source (and of the destination) in bytes, at least 8.
+    repeats : int
+        Timed copies after one untimed copy; the median is used.
+
+    Returns
+    -------
+    float
+        Bytes read plus bytes written, per second: ``2 * nbytes / time``.
+    """
+    if nbytes < 8 or repeats < 1:
+        raise ValueError(
+            f"need nbytes >= 8 and repeats >= 1, got nbytes={nbytes}, repeats={repeats}"
+        )
+    src = np.ones(nbytes // 8)
+    dst = np.zeros_like(src)
+    np.copyto(dst, src)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        seconds.append(time.perf_counter() - start)
+    return 2 * src.nbytes / statistics.median(seconds)
+
+
+def have_torch() -> bool:
+    """Whether torch can be imported (bnlib's core does not need it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _numpy_threads() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        env = {k: os.environ[k] for k in names if k in os.environ}
+        return f"ufuncs 1 thread; BLAS threads from the environment: {env or 'unset'}"
+    blas = [
+        f"{i['internal_api']} {i['num_threads']}"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    ]
+    return f"ufuncs 1 thread; BLAS threads: {', '.join(blas) or 'none loaded'}"
+
+
+def machine_info() -> dict[str, str]:
+    """Platform, CPU model, cores, load, versions and thread counts.
+
+    Returns
+    -------
+    dict of str to str
+        Keys ``platform``, ``cpu`` (from ``/proc/cpuinfo``), ``cores``,
+        ``load average``, ``python``, ``numpy``, ``numpy threads`` (BLAS threads
+        from threadpoolctl if installed, else from the environment),
+        ``bnlib threads``, ``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE`` and, with
+        torch installed, ``torch`` and ``torch threads``.
+    """
+    info = {
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": f"{os.cpu_count()} ({_usable_cores()} usable)",
+        "load average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numpy threads": _numpy_threads(),
+        "bnlib threads": str(get_num_threads()),
+    }
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        info[name] = os.environ.get(name, "unset")
+    if have_torch():
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch threads"] = str(torch.get_num_threads())
+    return info

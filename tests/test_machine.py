@@ -1,0 +1,34 @@
+"""bnlib.machine: the bandwidth measurement and the description of the machine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bnlib import blocked, machine
+
+
+def test_measure_bandwidth_is_positive_and_finite():
+    bandwidth = machine.measure_bandwidth(nbytes=1 << 20, repeats=2)
+    assert np.isfinite(bandwidth) and bandwidth > 0
+
+
+@pytest.mark.parametrize(("nbytes", "repeats"), [(4, 5), (1 << 20, 0)])
+def test_measure_bandwidth_rejects_bad_sizes(nbytes, repeats):
+    with pytest.raises(ValueError, match="nbytes >= 8 and repeats >= 1"):
+        machine.measure_bandwidth(nbytes=nbytes, repeats=repeats)
+
+
+def test_machine_info_names_cpu_versions_and_threads():
+    info = machine.machine_info()
+    assert info["numpy"] == np.__version__
+    assert info["torch"] == torch.__version__
+    assert info["torch threads"] == str(torch.get_num_threads())
+    assert info["bnlib threads"] == str(blocked.get_num_threads())
+    assert info["cpu"] and info["platform"] and "usable" in info["cores"]
+    assert "BLAS" in info["numpy threads"]
+
+
+def test_have_torch_when_torch_is_installed():
+    assert machine.have_torch()

@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book serve test lint clean
+.PHONY: install book serve test lint bench clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ serve:
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The speed benchmark of the chapter "How fast is bnlib?": bnlib against PyTorch's CPU
+# kernel and a textbook numpy version, with the targets (about a minute).
+bench: install
+	$(BIN)/python -m bnlib.bench
 
 lint: install
 	$(BIN)/ruff check bnlib tests

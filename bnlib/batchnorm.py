@@ -60,7 +60,11 @@ def _moments(
     """
     n = x3.shape[0] * x3.shape[2]
     first = x3[blocks(x3)[0]]
-    shift = np.einsum("ncl->c", first) / (first.shape[0] * first.shape[2])
+    # rounded to x's dtype, so that d = x - shift is computed with this very shift
+    shift = (np.einsum("ncl->c", first) / (first.shape[0] * first.shape[2])).astype(
+        x3.dtype
+    )
+    shift = shift.astype(np.float64)
     s_d, s_dd, s_dy, s_dyd = channel_sums(x3, shift, dy3)
     delta = s_d / n
     var = np.maximum(s_dd / n - delta * delta, 0)

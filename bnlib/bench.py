@@ -8,14 +8,16 @@ interleaved so that a change in the machine's load hits all three alike:
 ``bnlib``
     :func:`bnlib.batch_norm` then :func:`bnlib.batch_norm_backward`.
 ``textbook``
-    :func:`textbook_forward` and :func:`textbook_backward` below: ``x.mean(...)``,
+    :func:`bnlib.textbook.textbook_forward` and
+    :func:`bnlib.textbook.textbook_backward`: ``x.mean(...)``,
     ``((x - mu)**2).mean(...)`` and a temporary for every step.
 ``torch``
     ``torch.nn.functional.batch_norm`` with autograd, if torch is installed.
 
-The time limit is ``PASSES`` passes over ``x`` at the bandwidth of a large
-``np.copyto`` (bytes read plus written per second). Peak memory is measured with
-:mod:`tracemalloc`, which sees numpy's allocations but not torch's.
+The time limit is ``PASSES`` passes over ``x`` at the bandwidth of one large
+``np.copyto`` (bytes read plus written per second, by one core: with several cores
+the machine can move more, and the limit is then optimistic). Peak memory is
+measured with :mod:`tracemalloc`, which sees numpy's allocations but not torch's.
 
 See Also
 --------
@@ -38,6 +40,7 @@ from bnlib.batchnorm import batch_norm, batch_norm_backward
 from bnlib.benchreport import PASSES, PHASES, CaseResult, Report, format_report
 from bnlib.blocked import set_num_threads
 from bnlib.machine import BANDWIDTH_BYTES, have_torch, machine_info, measure_bandwidth
+from bnlib.textbook import textbook_backward, textbook_forward
 
 __all__ = [
     "CASES",
@@ -52,6 +55,7 @@ __all__ = [
     "machine_info",
     "main",
     "measure_bandwidth",
+    "peak_bytes",
     "run",
     "run_case",
     "textbook_backward",
@@ -62,65 +66,6 @@ CASES = ((4096, 1024), (64, 64, 32, 32), (256, 256, 14, 14), (8, 3, 224, 224))
 QUICK_CASES = ((512, 256), (8, 64, 16, 16), (32, 64, 14, 14), (2, 3, 64, 64))
 DTYPES = ("float32", "float64")
 IMPLS = ("bnlib", "textbook", "torch")
-
-
-def _axes_and_shape(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    return (0, *range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
-
-
-def textbook_forward(
-    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
-) -> tuple[np.ndarray, tuple[Any, ...]]:
-    """The baseline: training-mode batch norm as a textbook writes it.
-
-    Parameters
-    ----------
-    x : ndarray, shape ``(N, C, *)``
-    gamma, beta : ndarray, shape ``(C,)``
-    eps : float
-
-    Returns
-    -------
-    y : ndarray, shape ``(N, C, *)``
-    cache : tuple
-        ``(x_hat, var, gamma, eps)`` for :func:`textbook_backward`.
-    """
-    axes, shape = _axes_and_shape(x)
-    mu = x.mean(axis=axes)
-    var = ((x - mu.reshape(shape)) ** 2).mean(axis=axes)
-    x_hat = (x - mu.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
-    y = gamma.reshape(shape) * x_hat + beta.reshape(shape)
-    return y, (x_hat, var, gamma, eps)
-
-
-def textbook_backward(
-    dy: np.ndarray, cache: tuple[Any, ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The baseline's backward pass, from the cache of :func:`textbook_forward`.
-
-    Parameters
-    ----------
-    dy : ndarray, shape ``(N, C, *)``
-    cache : tuple
-        As returned by :func:`textbook_forward`.
-
-    Returns
-    -------
-    dx : ndarray, shape ``(N, C, *)``
-    dgamma, dbeta : ndarray, shape ``(C,)``
-    """
-    x_hat, var, gamma, eps = cache
-    axes, shape = _axes_and_shape(dy)
-    m = dy.size // dy.shape[1]
-    dbeta = dy.sum(axis=axes)
-    dgamma = (dy * x_hat).sum(axis=axes)
-    dx_hat = dy * gamma.reshape(shape)
-    dx = (
-        m * dx_hat
-        - dx_hat.sum(axis=axes, keepdims=True)
-        - x_hat * (dx_hat * x_hat).sum(axis=axes, keepdims=True)
-    ) / (m * np.sqrt(var.reshape(shape) + eps))
-    return dx, dgamma, dbeta
 
 
 Calls = dict[str, Callable[[], Any]]
@@ -202,8 +147,19 @@ def _median_times(
     return out
 
 
-def _peak_bytes(fn: Callable[[], Any]) -> int:
-    """Peak of the memory numpy allocates during ``fn()`` (tracemalloc)."""
+def peak_bytes(fn: Callable[[], Any]) -> int:
+    """Peak of the memory numpy allocates during ``fn()``.
+
+    Parameters
+    ----------
+    fn : callable
+        Called once, with :mod:`tracemalloc` tracing.
+
+    Returns
+    -------
+    int
+        Bytes; tracemalloc sees numpy's allocations but not torch's.
+    """
     gc.collect()
     tracemalloc.start()
     try:
@@ -220,6 +176,7 @@ def run_case(
     repeats: int = 7,
     warmup: int = 2,
     seed: int = 0,
+    peaks: bool = True,
 ) -> CaseResult:
     """Time forward, backward and both for every implementation on one case.
 
@@ -234,6 +191,9 @@ def run_case(
         Timed runs (the median is kept) and untimed runs before them.
     seed : int
         Seed of the random ``x``, ``dy`` and ``gamma``.
+    peaks : bool
+        Measure the peak memory of bnlib and the textbook version (one more run of
+        each, traced; slow).
 
     Returns
     -------
@@ -253,12 +213,12 @@ def run_case(
     if have_torch():
         makers["torch"] = _torch_calls
     calls = {impl: make(x, dy, gamma) for impl, make in makers.items()}
-    peaks: dict[str, int | None] = {impl: None for impl in IMPLS}
-    for impl in ("bnlib", "textbook"):
-        peaks[impl] = _peak_bytes(calls[impl]["both"])
+    peak: dict[str, int | None] = {impl: None for impl in IMPLS}
+    for impl in ("bnlib", "textbook") if peaks else ():
+        peak[impl] = peak_bytes(calls[impl]["both"])
     seconds = _median_times(calls, repeats, warmup)
     limit = PASSES * x.nbytes / bandwidth
-    return CaseResult(tuple(shape), dt.name, x.nbytes, seconds, peaks, limit)
+    return CaseResult(tuple(shape), dt.name, x.nbytes, seconds, peak, limit)
 
 
 def run(

@@ -11,12 +11,19 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
 from bnlib.blocked import get_num_threads
 
-__all__ = ["BANDWIDTH_BYTES", "have_torch", "machine_info", "measure_bandwidth"]
+__all__ = [
+    "BANDWIDTH_BYTES",
+    "cache_sizes",
+    "have_torch",
+    "machine_info",
+    "measure_bandwidth",
+]
 
 BANDWIDTH_BYTES = 1 << 28  # per array of the copy: larger than the caches
 
@@ -92,15 +99,54 @@ def _numpy_threads() -> str:
     return f"ufuncs 1 thread; BLAS threads: {', '.join(blas) or 'none loaded'}"
 
 
+def cache_sizes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> dict[str, int]:
+    """Sizes of the CPU caches seen by core 0, as Linux reports them.
+
+    Parameters
+    ----------
+    root : str
+        The folder with one ``index*`` folder per cache.
+
+    Returns
+    -------
+    dict of str to int
+        Bytes per cache, keyed ``"L1d"``, ``"L1i"``, ``"L2"``, ``"L3"``; empty where
+        the folder does not exist (not Linux). A virtual machine may report the
+        host's sizes.
+    """
+    sizes: dict[str, int] = {}
+    for index in sorted(Path(root).glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        number, unit = (size[:-1], size[-1]) if size[-1] in units else (size, "")
+        if number.isdigit():
+            sizes[f"L{level}{suffix}"] = int(number) * units.get(unit, 1)
+    return sizes
+
+
+def _format_caches() -> str:
+    def size(b: int) -> str:
+        return f"{b >> 20} MiB" if b >= 1 << 20 else f"{b >> 10} KiB"
+
+    return ", ".join(f"{k} {size(v)}" for k, v in cache_sizes().items()) or "unknown"
+
+
 def machine_info() -> dict[str, str]:
     """Platform, CPU model, cores, load, versions and thread counts.
 
     Returns
     -------
     dict of str to str
-        Keys ``platform``, ``cpu`` (from ``/proc/cpuinfo``), ``cores``,
-        ``load average``, ``python``, ``numpy``, ``numpy threads`` (BLAS threads
-        from threadpoolctl if installed, else from the environment),
+        Keys ``platform``, ``cpu`` (from ``/proc/cpuinfo``), ``cores``, ``caches``
+        (:func:`cache_sizes`), ``load average``, ``python``, ``numpy``,
+        ``numpy threads`` (BLAS threads from threadpoolctl if installed, else from
+        the environment),
         ``bnlib threads``, ``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE`` and, with
         torch installed, ``torch`` and ``torch threads``.
     """
@@ -108,6 +154,7 @@ def machine_info() -> dict[str, str]:
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cores": f"{os.cpu_count()} ({_usable_cores()} usable)",
+        "caches": _format_caches(),
         "load average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -32,3 +32,32 @@ def test_machine_info_names_cpu_versions_and_threads():
 
 def test_have_torch_when_torch_is_installed():
     assert machine.have_torch()
+
+
+def _cache(folder, index, level, kind, size):
+    d = folder / f"index{index}"
+    d.mkdir()
+    (d / "level").write_text(f"{level}\n")
+    (d / "type").write_text(f"{kind}\n")
+    (d / "size").write_text(f"{size}\n")
+
+
+def test_cache_sizes_reads_levels_types_and_units(tmp_path):
+    _cache(tmp_path, 0, 1, "Data", "48K")
+    _cache(tmp_path, 1, 1, "Instruction", "32K")
+    _cache(tmp_path, 2, 2, "Unified", "2048K")
+    _cache(tmp_path, 3, 3, "Unified", "480M")
+    assert machine.cache_sizes(str(tmp_path)) == {
+        "L1d": 48 * 1024,
+        "L1i": 32 * 1024,
+        "L2": 2 * 1024 * 1024,
+        "L3": 480 * 1024 * 1024,
+    }
+
+
+def test_cache_sizes_of_a_missing_folder_is_empty(tmp_path):
+    assert machine.cache_sizes(str(tmp_path / "nowhere")) == {}
+
+
+def test_machine_info_lists_the_caches():
+    assert "caches" in machine.machine_info()

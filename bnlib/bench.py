@@ -153,7 +153,7 @@ def peak_bytes(fn: Callable[[], Any]) -> int:
     Parameters
     ----------
     fn : callable
-        Called once, with :mod:`tracemalloc` tracing.
+        Called once, with ``tracemalloc`` tracing.
 
     Returns
     -------

@@ -171,7 +171,9 @@ def test_batch_stats_float32_is_accurate_when_the_first_block_is_atypical(rng):
     exact = x32.astype(np.float64)
     mu, var = bnlib.batch_stats(x32)
     np.testing.assert_allclose(mu, exact.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(var, exact.var(axis=0), rtol=1e-4)
+    # (mu - K)^2 / var reaches the number of blocks here (32), so the variance may
+    # lose more digits than with a typical first block: 2e-6 measured
+    np.testing.assert_allclose(var, exact.var(axis=0), rtol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(8, 3, 50_176), (4096, 256), (64, 64, 32, 32)])

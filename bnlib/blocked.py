@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from bnlib.blocksums import block_sums
+
 __all__ = [
     "BLOCK_BYTES",
     "blocks",
@@ -39,7 +41,6 @@ __all__ = [
 BLOCK_BYTES = 1 << 19  # of x per block: a block and its temporaries fit in L2
 SHORT_ROW = 512  # rows shorter than this get per-channel vectors repeated along L
 BLOCKS_PER_THREAD = 2  # fewer blocks than this per thread: not worth a hand-off
-EINSUM_RUN = 4096  # most values per channel that a block sums with einsum
 Block = tuple[slice, ...]
 R = TypeVar("R")
 
@@ -224,12 +225,9 @@ def channel_sums(
     Notes
     -----
     One read of ``x3`` and ``dy3`` from memory; ``d`` is a block-sized temporary.
-    Each block's sums are taken in the input's dtype and added in float64, in
-    block order. ``np.einsum`` adds its terms one after another, so its rounding
-    error grows with the number of terms: it sums a channel of a block only when
-    that is at most ``EINSUM_RUN`` values. Longer runs (long rows, as in
-    ``(8, 3, 224, 224)``) are summed along ``L`` with numpy's pairwise summation,
-    whose error grows with the logarithm of the length.
+    Each block is summed by :func:`bnlib.blocksums.block_sums`, in the input's
+    dtype over runs short enough to keep float32's digits, and the blocks' sums
+    are added in float64, in block order.
 
     ``_moments`` in ``bnlib.batchnorm`` turns these sums into the mean and the
     variance.
@@ -237,31 +235,10 @@ def channel_sums(
     k = per_channel(shift, x3)
 
     def sums(b: Block) -> np.ndarray:
-        d = x3[b] - k
-        g = None if dy3 is None else dy3[b]
-        out = np.zeros((4, x3.shape[1]))
-        if d.shape[0] * d.shape[2] <= EINSUM_RUN:
-            out[0] = np.einsum("ncl->c", d)
-            out[1] = np.einsum("ncl,ncl->c", d, d)
-            if g is not None:
-                out[2] = np.einsum("ncl->c", g)
-                out[3] = np.einsum("ncl,ncl->c", g, d)
-            return out
-        # long rows: numpy's pairwise summation along L, float64 over the samples
-        if g is not None:
-            out[2] = _row_sums(g)
-            out[3] = _row_sums(g * d)
-        out[0] = _row_sums(d)
-        out[1] = _row_sums(np.square(d, out=d))
-        return out
+        return block_sums(x3[b] - k, None if dy3 is None else dy3[b])
 
     parts = map_blocks(sums, blocks(x3))
     return np.sum(parts, axis=0) if parts else np.zeros((4, x3.shape[1]))
-
-
-def _row_sums(a: np.ndarray) -> np.ndarray:
-    """Per-channel sums of an ``(n, C, L)`` block: pairwise along L, then float64."""
-    return a.sum(axis=2).sum(axis=0, dtype=np.float64)
 
 
 def normalized(

@@ -15,8 +15,9 @@ interleaved so that a change in the machine's load hits all three alike:
     ``torch.nn.functional.batch_norm`` with autograd, if torch is installed.
 
 The time limit is ``PASSES`` passes over ``x`` at the bandwidth of one large
-``np.copyto`` (bytes read plus written per second, by one core: with several cores
-the machine can move more, and the limit is then optimistic). Peak memory is
+``np.copyto`` (bytes read plus written per second, by one core). Several cores can
+move more, so for a run on several threads this limit is too long a time and the
+fractions of it flatter the run; they can pass 100%. Peak memory is
 measured with :mod:`tracemalloc`, which sees numpy's allocations but not torch's.
 
 See Also

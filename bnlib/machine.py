@@ -25,7 +25,7 @@ __all__ = [
     "measure_bandwidth",
 ]
 
-BANDWIDTH_BYTES = 1 << 28  # per array of the copy: larger than the caches
+BANDWIDTH_BYTES = 1 << 28  # per array of the copy: larger than most caches
 
 
 def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, repeats: int = 5) -> float:
@@ -42,6 +42,12 @@ def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, repeats: int = 5) -> float:
     -------
     float
         Bytes read plus bytes written, per second: ``2 * nbytes / time``.
+
+    Notes
+    -----
+    One core's bandwidth. With the default 256 MiB per array, the copy runs from
+    main memory on most machines; where the last-level cache is larger than that
+    (see :func:`cache_sizes`), it measures partly the cache.
     """
     if nbytes < 8 or repeats < 1:
         raise ValueError(

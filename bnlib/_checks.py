@@ -11,10 +11,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "affine_or_default",
     "as_float_input",
     "as_channel_vector",
+    "check_momentum",
     "check_running_buffer",
     "check_same_shape",
+    "check_stats_pair",
 ]
 
 
@@ -74,3 +77,42 @@ def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> 
         raise ValueError(
             f"{name_a} must have the same shape as {name_b} {b.shape}, got {a.shape}"
         )
+
+
+def check_stats_pair(running_mean: Any, running_var: Any, training: bool) -> None:
+    """Both running buffers or neither; eval mode needs both."""
+    missing = [
+        name
+        for name, buf in (("running_mean", running_mean), ("running_var", running_var))
+        if buf is None
+    ]
+    if not training and missing:
+        raise ValueError(
+            f"{' and '.join(missing)} must be given in evaluation mode "
+            "(training=False normalizes with the running statistics)"
+        )
+    if len(missing) == 1:
+        raise ValueError(
+            f"running_mean and running_var must be given together, got only "
+            f"{'running_var' if missing[0] == 'running_mean' else 'running_mean'}"
+        )
+
+
+def check_momentum(momentum: Any) -> float:
+    """Return ``momentum`` as a float; a bool or a non-number raises ``TypeError``."""
+    if isinstance(momentum, bool) or not isinstance(
+        momentum, (int, float, np.floating)
+    ):
+        raise TypeError(
+            f"momentum must be a real number, got {type(momentum).__name__}"
+        )
+    return float(momentum)
+
+
+def affine_or_default(
+    v: Any, name: str, c: int, dtype: np.dtype, default: float
+) -> np.ndarray:
+    """gamma or beta as a ``(C,)`` vector, ``default`` everywhere when ``v`` is None."""
+    if v is None:
+        return np.full(c, default, dtype=dtype)
+    return as_channel_vector(v, name, c, dtype)

@@ -13,10 +13,13 @@ from typing import Any
 import numpy as np
 
 from bnlib._checks import (
+    affine_or_default,
     as_channel_vector,
     as_float_input,
+    check_momentum,
     check_running_buffer,
     check_same_shape,
+    check_stats_pair,
 )
 from bnlib.blocked import blocks, channel_sums, input_grad, normalized, per_channel
 
@@ -112,35 +115,6 @@ def _update_running(
     running_var += momentum * unbiased
 
 
-def _check_stats_pair(running_mean: Any, running_var: Any, training: bool) -> None:
-    """Both running buffers or neither; eval mode needs both."""
-    missing = [
-        name
-        for name, buf in (("running_mean", running_mean), ("running_var", running_var))
-        if buf is None
-    ]
-    if not training and missing:
-        raise ValueError(
-            f"{' and '.join(missing)} must be given in evaluation mode "
-            "(training=False normalizes with the running statistics)"
-        )
-    if len(missing) == 1:
-        raise ValueError(
-            f"running_mean and running_var must be given together, got only "
-            f"{'running_var' if missing[0] == 'running_mean' else 'running_mean'}"
-        )
-
-
-def _check_momentum(momentum: Any) -> float:
-    if isinstance(momentum, bool) or not isinstance(
-        momentum, (int, float, np.floating)
-    ):
-        raise TypeError(
-            f"momentum must be a real number, got {type(momentum).__name__}"
-        )
-    return float(momentum)
-
-
 def batch_norm(
     input: Any,
     running_mean: np.ndarray | None,
@@ -194,17 +168,17 @@ def batch_norm(
     """
     x_in = as_float_input(input)
     x, num_channels = _working(x_in), x_in.shape[1]
-    _check_stats_pair(running_mean, running_var, training)
+    check_stats_pair(running_mean, running_var, training)
     if running_mean is not None:
         check_running_buffer(running_mean, "running_mean", num_channels)
         check_running_buffer(running_var, "running_var", num_channels)
-    gamma = _affine(weight, "weight", num_channels, x.dtype, 1)
-    beta = _affine(bias, "bias", num_channels, x.dtype, 0)
+    gamma = affine_or_default(weight, "weight", num_channels, x.dtype, 1)
+    beta = affine_or_default(bias, "bias", num_channels, x.dtype, 0)
     eps = float(eps)
     if not training:
         y = _normalize_with(x, running_mean, running_var, gamma, beta, eps)
         return y.astype(x_in.dtype, copy=False)
-    momentum = _check_momentum(momentum)
+    momentum = check_momentum(momentum)
     n = _count_per_channel(x)
     if n == 1:
         raise ValueError(
@@ -220,13 +194,6 @@ def batch_norm(
     inv_std = 1 / np.sqrt(var + eps)
     y3 = normalized(x3, mu, gamma * inv_std, beta)
     return y3.reshape(x.shape).astype(x_in.dtype, copy=False)
-
-
-def _affine(v: Any, name: str, c: int, dtype: np.dtype, default: float) -> np.ndarray:
-    """gamma or beta as a ``(C,)`` vector, ``default`` everywhere when ``v`` is None."""
-    if v is None:
-        return np.full(c, default, dtype=dtype)
-    return as_channel_vector(v, name, c, dtype)
 
 
 def _normalize_with(
@@ -305,7 +272,7 @@ def batch_norm_backward(
     dy = as_float_input(grad_output, "grad_output")
     check_same_shape(dy, x_in, "grad_output", "input")
     x = _working(x_in)
-    gamma = _affine(weight, "weight", x.shape[1], x.dtype, 1)
+    gamma = affine_or_default(weight, "weight", x.shape[1], x.dtype, 1)
     if x.size == 0:
         zeros = np.zeros(x.shape[1], dtype=x.dtype)
         return np.zeros_like(x_in), zeros, zeros.copy()
@@ -356,7 +323,7 @@ def batch_norm_eval_backward(
     c, dt = x.shape[1], x.dtype
     mean = as_channel_vector(running_mean, "running_mean", c, dt)
     var = as_channel_vector(running_var, "running_var", c, dt)
-    gamma = _affine(weight, "weight", c, dt, 1)
+    gamma = affine_or_default(weight, "weight", c, dt, 1)
     inv_std = 1 / np.sqrt(var.astype(np.float64) + eps)
     x3, dy3 = _as_ncl(x), _as_ncl(dy.astype(dt, copy=False))
     _, _, dbeta, dy_centred = channel_sums(x3, mean, dy3)

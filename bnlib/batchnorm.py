@@ -259,10 +259,12 @@ def batch_norm_backward(
 
     .. math::
 
-        \\frac{\\partial l}{\\partial \\beta} = \\sum_i dy_i, \\quad
-        \\frac{\\partial l}{\\partial \\gamma} = \\sum_i dy_i \\hat{x}_i, \\quad
-        dx_i = \\frac{\\gamma}{m\\sqrt{\\sigma^2+\\epsilon}}
+        \\begin{aligned}
+        \\frac{\\partial l}{\\partial \\beta} &= \\sum_i dy_i, \\qquad
+        \\frac{\\partial l}{\\partial \\gamma} = \\sum_i dy_i \\hat{x}_i, \\\\
+        dx_i &= \\frac{\\gamma}{m\\sqrt{\\sigma^2+\\epsilon}}
         \\Big(m\\, dy_i - \\sum_j dy_j - \\hat{x}_i \\sum_j dy_j \\hat{x}_j\\Big).
+        \\end{aligned}
 
     See Also
     --------

@@ -300,18 +300,7 @@ def test_page_maths_is_typeset(visit, page):
     assert math["untypeset"] == [], f"{len(math['untypeset'])} of {math['count']}"
 
 
-# Known: the Notes of bnlib.batch_norm_backward put three gradients on one line, wider
-# than the column. Strict, so that splitting that docstring turns this into a failure
-# that asks for the mark to go.
-WIDE_DOCSTRING = pytest.mark.xfail(
-    strict=True, reason="bnlib.batch_norm_backward's Notes: one over-wide equation"
-)
-
-
-@pytest.mark.parametrize(
-    "page",
-    [pytest.param(p, marks=WIDE_DOCSTRING) if p == "api" else p for p in site_pages()],
-)
+@pytest.mark.parametrize("page", site_pages())
 def test_page_display_maths_fits_the_desktop_column(visit, page):
     """On a phone a long equation may scroll inside its box; on a desktop, split it."""
     math = visit(page, DESKTOP).math

@@ -131,9 +131,11 @@ def gradient_shift(
     For layer :math:`i` with weights :math:`W_i`,
 
     .. math::
-        G = \\nabla_{W_i} L(W_1, \\dots, W_k), \\qquad
-        G' = \\nabla_{W_i} L(W_1 - \\eta \\nabla_{W_1} L, \\dots,
+        \\begin{aligned}
+        G &= \\nabla_{W_i} L(W_1, \\dots, W_k), \\\\
+        G' &= \\nabla_{W_i} L(W_1 - \\eta \\nabla_{W_1} L, \\dots,
         W_{i-1} - \\eta \\nabla_{W_{i-1}} L, W_i, \\dots, W_k),
+        \\end{aligned}
 
     both on the same batch: :math:`G'` is the gradient layer :math:`i` would see
     if the layers before it moved first, so it isolates the shift of layer

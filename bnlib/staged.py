@@ -77,13 +77,15 @@ def batch_norm_backward_staged(
 
     .. math::
 
-        \bar{\hat{x}}_i = \bar{y}_i\,\gamma, \qquad
-        \bar{\sigma^2} = -\tfrac{1}{2}(\sigma^2+\epsilon)^{-3/2}
+        \begin{aligned}
+        \bar{\hat{x}}_i &= \bar{y}_i\,\gamma, \\
+        \bar{\sigma^2} &= -\tfrac{1}{2}(\sigma^2+\epsilon)^{-3/2}
             \textstyle\sum_i \bar{\hat{x}}_i (x_i-\mu), \\
-        \bar{\mu} = -\frac{\sum_i \bar{\hat{x}}_i}{\sqrt{\sigma^2+\epsilon}}
-            + \bar{\sigma^2}\,\frac{\sum_i -2(x_i-\mu)}{m}, \qquad
-        \bar{x}_i = \frac{\bar{\hat{x}}_i}{\sqrt{\sigma^2+\epsilon}}
+        \bar{\mu} &= -\frac{\sum_i \bar{\hat{x}}_i}{\sqrt{\sigma^2+\epsilon}}
+            + \bar{\sigma^2}\,\frac{\sum_i -2(x_i-\mu)}{m}, \\
+        \bar{x}_i &= \frac{\bar{\hat{x}}_i}{\sqrt{\sigma^2+\epsilon}}
             + \bar{\sigma^2}\,\frac{2(x_i-\mu)}{m} + \frac{\bar{\mu}}{m}.
+        \end{aligned}
 
     See Also
     --------

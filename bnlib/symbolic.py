@@ -213,10 +213,12 @@ def compact_gradients(bn: BatchNormGraph) -> Gradients:
 
     .. math::
 
-        \\frac{\\partial l}{\\partial x_i} = \\frac{\\gamma}{m s}
-        \\Big(m\\,dy_i - \\sum_j dy_j - \\hat{x}_i \\sum_j dy_j \\hat{x}_j\\Big),\\quad
-        \\frac{\\partial l}{\\partial \\gamma} = \\sum_i dy_i \\hat{x}_i,\\quad
+        \\begin{aligned}
+        \\frac{\\partial l}{\\partial x_i} &= \\frac{\\gamma}{m s}
+        \\Big(m\\,dy_i - \\sum_j dy_j - \\hat{x}_i \\sum_j dy_j \\hat{x}_j\\Big),\\\\
+        \\frac{\\partial l}{\\partial \\gamma} &= \\sum_i dy_i \\hat{x}_i,\\qquad
         \\frac{\\partial l}{\\partial \\beta} = \\sum_i dy_i .
+        \\end{aligned}
 
     See Also
     --------

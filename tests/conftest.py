@@ -1,4 +1,5 @@
-"""Shared fixtures: a seeded generator, and the book built once per test run.
+"""Shared fixtures: a seeded generator, a symbolic BatchNorm of three values, and
+the book built once per test run.
 
 The build is a session fixture that every xdist worker shares through a lock file in
 the run's common temporary folder: the first worker that needs it builds the book,
@@ -30,6 +31,22 @@ BUILD_FIXTURES = {"book_build", "site"}
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20150211)  # Ioffe & Szegedy's arXiv date
+
+
+@pytest.fixture(scope="module")
+def bn3():
+    """BatchNorm's symbolic forward pass over a batch of three scalars (SymPy)."""
+    from bnlib import symbolic
+
+    return symbolic.batch_norm_graph(3)
+
+
+@pytest.fixture(scope="module")
+def exact3(bn3):
+    """SymPy's own derivatives of ``bn3``'s loss."""
+    from bnlib import symbolic
+
+    return symbolic.exact_gradients(bn3)
 
 
 @dataclass(frozen=True)

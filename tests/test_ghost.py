@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from layercheck import assert_same_in_eval, assert_same_state
 
 from bnlib import experiments as ex
 from bnlib import ghost
@@ -202,12 +203,9 @@ def test_ghost_batch_norm1d_with_full_ghost_equals_torch_batch_norm1d():
         torch.testing.assert_close(y1, y2, rtol=0, atol=TOL)
         for a, r in zip(g1, g2, strict=True):
             np.testing.assert_allclose(a, r, rtol=0, atol=TOL)
-    for key, value in ref.state_dict().items():
-        torch.testing.assert_close(ours.state_dict()[key], value, rtol=0, atol=TOL)
-    ours.eval()
-    ref.eval()
+    assert_same_state(ours, ref, TOL)
     x = torch.tensor(_data((5, 4), 60))  # any batch size in evaluation
-    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=TOL)
+    assert_same_in_eval(ours, ref, x, TOL)
 
 
 def test_ghost_batch_norm1d_passes_gradcheck():

@@ -14,16 +14,6 @@ from bnlib import mistakes as M
 from bnlib import symbolic as S
 
 
-@pytest.fixture(scope="module")
-def bn3():
-    return S.batch_norm_graph(3)
-
-
-@pytest.fixture(scope="module")
-def exact3(bn3):
-    return S.exact_gradients(bn3)
-
-
 def test_note_parameter_gradients_fail_the_proof(bn3, exact3):
     dgamma, dbeta = M.note_parameter_gradients(bn3)
     assert len(dgamma) == len(dbeta) == bn3.m  # m values for one parameter

@@ -17,16 +17,6 @@ import torch.nn.functional as F
 from bnlib import symbolic as S
 
 
-@pytest.fixture(scope="module")
-def bn3():
-    return S.batch_norm_graph(3)
-
-
-@pytest.fixture(scope="module")
-def exact3(bn3):
-    return S.exact_gradients(bn3)
-
-
 def _point(bn, rng):
     """Random numbers for every symbol of ``bn``: a float64 point."""
     values = {xi: rng.normal(1.0, 2.0) for xi in bn.x}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from layercheck import assert_same_in_eval, assert_same_state
 
 from bnlib import torch_bn
 
@@ -68,12 +69,8 @@ def test_module_matches_torch_over_training_steps(ours_cls, ref_cls, shape, conf
         torch.testing.assert_close(y1, y2, rtol=0, atol=TOL)
         for a, b in zip(g1, g2, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=TOL)
-        for key, value in ref.state_dict().items():
-            torch.testing.assert_close(ours.state_dict()[key], value, rtol=0, atol=TOL)
-    ours.eval()
-    ref.eval()
-    x = _double(shape, 999)
-    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=TOL)
+        assert_same_state(ours, ref, TOL)
+    assert_same_in_eval(ours, ref, _double(shape, 999), TOL)
 
 
 def test_module_eval_without_running_stats_uses_batch_stats():

@@ -21,7 +21,13 @@ from bnlib._checks import (
     check_same_shape,
     check_stats_pair,
 )
-from bnlib.blocked import blocks, channel_sums, input_grad, normalized, per_channel
+from bnlib._kernels.blocked import (
+    blocks,
+    channel_sums,
+    input_grad,
+    normalized,
+    per_channel,
+)
 
 __all__ = [
     "batch_norm",

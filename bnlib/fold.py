@@ -3,24 +3,21 @@
 At inference BatchNorm uses frozen statistics, so it is a fixed per-channel affine
 map ``y = a x + b``. A linear or convolution layer followed by such a map is again a
 linear or convolution layer, with rescaled weights and a new bias. The numpy
-functions here compute those; the ``*_module`` wrappers apply them to PyTorch layers
-(they import torch only when called). The book's chapter :ref:`normalization`
-derives the folding and checks it against PyTorch's fusion utilities.
+functions here compute those; :func:`bnlib.torch.fold_bn_module` and
+:func:`bnlib.torch.fold_sequential` apply them to PyTorch layers. The book's chapter
+:ref:`normalization` derives the folding and checks it against PyTorch's fusion
+utilities.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from bnlib._checks import as_channel_vector
 
-if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
-
-__all__ = ["bn_affine", "fold_batch_norm", "fold_bn_module", "fold_sequential"]
+__all__ = ["bn_affine", "fold_batch_norm"]
 
 
 def _check_eps(eps: Any) -> float:
@@ -129,7 +126,7 @@ def fold_batch_norm(
 
     See Also
     --------
-    fold_bn_module : the same on PyTorch modules.
+    bnlib.torch.fold_bn_module : the same on PyTorch modules.
     """
     w = _floating(layer_weight, "layer_weight", 2)
     c, dt = w.shape[0], w.dtype
@@ -138,101 +135,3 @@ def fold_batch_norm(
     c_bias = _vector_or(layer_bias, "layer_bias", c, dt, 0)
     a, b = bn_affine(mean, var, bn_weight, bn_bias, eps)
     return w * a.reshape(-1, *([1] * (w.ndim - 1))), a * c_bias + b
-
-
-def _numpy(t: Any) -> np.ndarray | None:
-    return None if t is None else t.detach().cpu().numpy()
-
-
-def _check_module_pair(layer: Any, bn: Any) -> None:
-    from torch import nn
-
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    if not isinstance(layer, kinds):
-        raise TypeError(
-            "layer must be a torch.nn.Linear or Conv1d/2d/3d (transposed "
-            f"convolutions are not supported), got {type(layer).__name__}"
-        )
-    if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
-        raise TypeError(f"bn must be a torch BatchNorm layer, got {type(bn).__name__}")
-    out = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
-    if bn.num_features != out:
-        raise ValueError(
-            f"bn has {bn.num_features} features but layer has {out} outputs"
-        )
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("bn has no running statistics (track_running_stats=False)")
-    if bn.training:
-        raise ValueError(
-            "bn is in training mode, which normalizes with batch statistics; "
-            "folding reproduces eval mode only: call .eval() first"
-        )
-
-
-def fold_bn_module(layer: nn.Module, bn: nn.Module) -> nn.Module:
-    """A copy of ``layer`` that computes ``bn(layer(x))`` of an eval-mode ``bn``.
-
-    Parameters
-    ----------
-    layer : torch.nn.Linear or torch.nn.Conv1d/2d/3d
-        The layer before ``bn``; with or without a bias.
-    bn : torch.nn.BatchNorm1d/2d/3d (or bnlib.torch_bn's), in eval mode
-        With running statistics and ``num_features`` equal to the layer's outputs.
-
-    Returns
-    -------
-    torch.nn.Module
-        A deep copy of ``layer`` whose weight and bias come from
-        :func:`fold_batch_norm`; it always has a bias. Neither input is changed.
-
-    See Also
-    --------
-    torch.nn.utils.fusion.fuse_linear_bn_eval, torch.nn.utils.fusion.fuse_conv_bn_eval
-    """
-    import torch
-
-    _check_module_pair(layer, bn)
-    w, b = fold_batch_norm(
-        _numpy(layer.weight),
-        _numpy(layer.bias),
-        _numpy(bn.running_mean),
-        _numpy(bn.running_var),
-        _numpy(bn.weight),
-        _numpy(bn.bias),
-        bn.eps,
-    )
-    fused = copy.deepcopy(layer)
-    like = layer.weight
-    fused.weight = torch.nn.Parameter(torch.from_numpy(w).to(like))
-    fused.bias = torch.nn.Parameter(torch.from_numpy(b).to(like))
-    return fused
-
-
-def fold_sequential(model: nn.Sequential) -> nn.Sequential:
-    """A copy of ``model`` with every BatchNorm folded into the layer before it.
-
-    Parameters
-    ----------
-    model : torch.nn.Sequential
-        Its BatchNorm layers must be in eval mode and each must directly follow a
-        ``Linear`` or ``Conv*d``. Nested containers are copied, not searched.
-
-    Returns
-    -------
-    torch.nn.Sequential
-        One BatchNorm fewer per fold, in eval mode; ``model`` is unchanged.
-    """
-    from torch import nn
-
-    if not isinstance(model, nn.Sequential):
-        raise TypeError(f"model must be a torch.nn.Sequential, got {type(model)}")
-    layers = list(model)
-    folded: list[nn.Module] = []
-    for i, m in enumerate(layers):
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            if i == 0:
-                raise ValueError("a BatchNorm at position 0 has no layer to fold into")
-            folded[-1] = fold_bn_module(layers[i - 1], m)
-        else:
-            folded.append(copy.deepcopy(m))
-    return nn.Sequential(*folded).eval()

@@ -36,7 +36,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="module")
 def bn3():
     """BatchNorm's symbolic forward pass over a batch of three scalars (SymPy)."""
-    from bnlib import symbolic
+    from bnlib.derive import symbolic
 
     return symbolic.batch_norm_graph(3)
 
@@ -44,7 +44,7 @@ def bn3():
 @pytest.fixture(scope="module")
 def exact3(bn3):
     """SymPy's own derivatives of ``bn3``'s loss."""
-    from bnlib import symbolic
+    from bnlib.derive import symbolic
 
     return symbolic.exact_gradients(bn3)
 

@@ -1,4 +1,4 @@
-"""bnlib.bench: the textbook baseline is correct and the report has its structure.
+"""bnlib.bench.runner: the textbook baseline is correct, the report has its structure.
 
 No timing is asserted here: speed targets are checked by running the benchmark
 (``python -m bnlib.bench``), whose numbers depend on the machine and its load.
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import bnlib
-from bnlib import bench
+from bnlib.bench import runner as bench
 
 TOL = 1e-10
 TINY = ((6, 3), (4, 3, 2, 5))

@@ -1,5 +1,5 @@
-"""bnlib.blocked: blocks cover the data once, the passes compute their formulas, and
-the results do not depend on the block size or the number of threads.
+"""bnlib._kernels.blocked: blocks cover the data once, the passes compute their
+formulas, and the results do not depend on the block size or the number of threads.
 
 Expected values are written with plain numpy over the whole array, never with the
 blocked code.
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bnlib
-from bnlib import blocked
+from bnlib._kernels import blocked
 
 SHAPES = [(1, 1, 1), (7, 3, 5), (3, 4, 2000), (2, 3, 50_000), (300, 1024, 1)]
 

@@ -1,4 +1,4 @@
-"""bnlib.blocksums: every way of summing a block gives the four sums, and keeps
+"""bnlib._kernels.blocksums: every way of summing a block gives the four sums, and keeps
 float32's digits where einsum's one-after-another sums would lose them.
 
 Expected values are float64 numpy sums over the whole block.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bnlib import blocksums
-from bnlib.blocksums import EINSUM_ROWS, EINSUM_RUN, GROUP_ROWS, block_sums
+from bnlib._kernels import blocksums
+from bnlib._kernels.blocksums import EINSUM_ROWS, EINSUM_RUN, GROUP_ROWS, block_sums
 
 # one shape per branch: plain einsum, groups of samples (with leftovers), long rows
 SHAPES = {

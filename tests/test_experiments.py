@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib import experiments as ex
-from bnlib import torch_bn
+from bnlib.lab import experiments as ex
+from bnlib.torch import batchnorm as torch_bn
 
 
 @pytest.fixture(scope="module")

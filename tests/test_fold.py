@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import fusion
 
-from bnlib import fold, torch_bn
+import bnlib.torch
+from bnlib import fold
+from bnlib.torch import batchnorm as torch_bn
 
 TOL = 1e-10
 
@@ -106,7 +108,7 @@ def test_fold_bn_module_linear_matches_fuse_linear_bn_eval(with_bias):
     torch.manual_seed(0)
     linear = nn.Linear(4, 6, bias=with_bias, dtype=torch.float64).eval()
     bn = _random_bn(nn.BatchNorm1d(6, dtype=torch.float64), 3)
-    ours = fold.fold_bn_module(linear, bn)
+    ours = bnlib.torch.fold_bn_module(linear, bn)
     ref = fusion.fuse_linear_bn_eval(linear, bn)
     x = _x((9, 4))
     torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=TOL)
@@ -124,7 +126,7 @@ def test_fold_bn_module_linear_matches_fuse_linear_bn_eval(with_bias):
 )
 def test_fold_bn_module_conv_matches_fuse_conv_bn_eval(conv, bn, shape):
     conv, bn = conv.double().eval(), _random_bn(bn.double(), 4)
-    ours = fold.fold_bn_module(conv, bn)
+    ours = bnlib.torch.fold_bn_module(conv, bn)
     ref = fusion.fuse_conv_bn_eval(conv, bn)
     x = _x(shape)
     torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=TOL)
@@ -141,7 +143,7 @@ def test_fold_bn_module_handles_affine_false_and_bnlib_layers():
         x = _x((6, 3))
         expected = bn(linear(x))
         torch.testing.assert_close(
-            fold.fold_bn_module(linear, bn)(x), expected, rtol=0, atol=TOL
+            bnlib.torch.fold_bn_module(linear, bn)(x), expected, rtol=0, atol=TOL
         )
 
 
@@ -149,7 +151,7 @@ def test_fold_bn_module_leaves_its_inputs_unchanged_and_keeps_dtype():
     linear = nn.Linear(3, 4, bias=False)
     bn = _random_bn(nn.BatchNorm1d(4), 6)
     before = [t.clone() for t in (linear.weight, bn.running_mean, bn.weight)]
-    fused = fold.fold_bn_module(linear, bn)
+    fused = bnlib.torch.fold_bn_module(linear, bn)
     after = (linear.weight, bn.running_mean, bn.weight)
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert linear.bias is None and fused.bias is not None
@@ -177,7 +179,7 @@ def test_fold_sequential_mlp_matches_unfused():
         nn.Linear(8, 3),
     ).double()
     _warm_up(model, (16, 5))
-    folded = fold.fold_sequential(model)
+    folded = bnlib.torch.fold_sequential(model)
     assert [type(m).__name__ for m in folded] == [
         "Linear",
         "Sigmoid",
@@ -195,7 +197,7 @@ def test_fold_sequential_conv_net_matches_unfused_and_leaves_model_alone():
     ).double()
     _warm_up(model, (4, 2, 5, 5))
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    folded = fold.fold_sequential(model)
+    folded = bnlib.torch.fold_sequential(model)
     x = _x((3, 2, 5, 5), seed=7)
     torch.testing.assert_close(folded(x), model(x), rtol=0, atol=TOL)
     for key, value in model.state_dict().items():
@@ -251,12 +253,12 @@ def test_fold_batch_norm_rejects_bad_input(weight, bias, mean, error, match):
 )
 def test_fold_bn_module_rejects_bad_pairs(layer, bn, error, match):
     with pytest.raises(error, match=match):
-        fold.fold_bn_module(layer, bn.eval())
+        bnlib.torch.fold_bn_module(layer, bn.eval())
 
 
 def test_fold_bn_module_rejects_training_mode():
     with pytest.raises(ValueError, match=r"training mode.*\.eval\(\)"):
-        fold.fold_bn_module(nn.Linear(2, 3), nn.BatchNorm1d(3))
+        bnlib.torch.fold_bn_module(nn.Linear(2, 3), nn.BatchNorm1d(3))
 
 
 @pytest.mark.parametrize(
@@ -275,4 +277,4 @@ def test_fold_sequential_rejects_unfoldable_models(model, error, match):
     if isinstance(model, nn.Module):
         model.eval()
     with pytest.raises(error, match=match):
-        fold.fold_sequential(model)
+        bnlib.torch.fold_sequential(model)

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from layercheck import assert_same_in_eval, assert_same_state
 
-from bnlib import experiments as ex
+import bnlib.torch
 from bnlib import ghost
-from bnlib.torch_bn import BatchNorm1d
+from bnlib.lab import experiments as ex
+from bnlib.torch.batchnorm import BatchNorm1d
 
 TOL = 1e-10
 
@@ -165,7 +166,7 @@ def _layer_step(layer, x, dy):
 @pytest.mark.parametrize(("shape", "g"), [((12, 4), 3), ((6, 4, 5), 2)])
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_ghost_batch_norm1d_matches_numpy_definition(shape, g, momentum):
-    layer = ghost.GhostBatchNorm1d(4, g, momentum=momentum, dtype=torch.float64)
+    layer = bnlib.torch.GhostBatchNorm1d(4, g, momentum=momentum, dtype=torch.float64)
     w, b = _params(4, 11)
     with torch.no_grad():
         layer.weight.copy_(torch.tensor(w))
@@ -191,7 +192,7 @@ def test_ghost_batch_norm1d_matches_numpy_definition(shape, g, momentum):
 
 def test_ghost_batch_norm1d_with_full_ghost_equals_torch_batch_norm1d():
     torch.manual_seed(0)
-    ours = ghost.GhostBatchNorm1d(4, 8, dtype=torch.float64)
+    ours = bnlib.torch.GhostBatchNorm1d(4, 8, dtype=torch.float64)
     ref = torch.nn.BatchNorm1d(4, dtype=torch.float64)
     with torch.no_grad():
         ours.weight.normal_()
@@ -209,13 +210,15 @@ def test_ghost_batch_norm1d_with_full_ghost_equals_torch_batch_norm1d():
 
 
 def test_ghost_batch_norm1d_passes_gradcheck():
-    layer = ghost.GhostBatchNorm1d(3, 2, dtype=torch.float64)
+    layer = bnlib.torch.GhostBatchNorm1d(3, 2, dtype=torch.float64)
     x = torch.tensor(_data((6, 3), 70), requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,), eps=1e-6, atol=1e-8)
 
 
 def test_ghost_batch_norm1d_without_running_stats_uses_ghosts_in_eval():
-    layer = ghost.GhostBatchNorm1d(3, 2, track_running_stats=False).double().eval()
+    layer = (
+        bnlib.torch.GhostBatchNorm1d(3, 2, track_running_stats=False).double().eval()
+    )
     x = _data((6, 3), 80)
     y = layer(torch.tensor(x)).detach().numpy()
     np.testing.assert_allclose(
@@ -229,11 +232,11 @@ def test_ghost_batch_norm1d_without_running_stats_uses_ghosts_in_eval():
 )
 def test_ghost_batch_norm1d_rejects_bad_ghost_size_at_construction(g, error, message):
     with pytest.raises(error, match=message):
-        ghost.GhostBatchNorm1d(3, g)
+        bnlib.torch.GhostBatchNorm1d(3, g)
 
 
 def test_ghost_batch_norm1d_rejects_indivisible_batch_without_touching_state():
-    layer = ghost.GhostBatchNorm1d(3, 4)
+    layer = bnlib.torch.GhostBatchNorm1d(3, 4)
     before = {k: v.clone() for k, v in layer.state_dict().items()}
     with pytest.raises(ValueError, match="ghost_size must divide the batch size"):
         layer(torch.randn(10, 3))
@@ -250,20 +253,22 @@ def test_to_ghost_swaps_every_batch_norm_and_keeps_its_state():
     ex.train(model, split, steps=5, lr=0.1, batch_size=20, eval_every=5)
     model.eval()
     before = model(split.x_test).detach()
-    ghost.to_ghost(model, 5)
+    bnlib.torch.to_ghost(model, 5)
     kinds = [type(m) for m in model if isinstance(m, BatchNorm1d)]
-    assert kinds == [ghost.GhostBatchNorm1d] * 2
+    assert kinds == [bnlib.torch.GhostBatchNorm1d] * 2
     assert all(m.ghost_size == 5 for m in model if isinstance(m, BatchNorm1d))
     assert not model.training
     torch.testing.assert_close(model(split.x_test).detach(), before, rtol=0, atol=0)
     with pytest.raises(ValueError, match=">= 1"):
-        ghost.to_ghost(model, 0)
+        bnlib.torch.to_ghost(model, 0)
 
 
 def test_to_ghost_with_full_ghost_trains_like_plain_batch_norm():
     split = ex.load_digits_split(n_train=60)
     plain = ex.make_mlp(hidden=(8,), batch_norm=True, seed=2).double()
-    ghosted = ghost.to_ghost(ex.make_mlp(hidden=(8,), batch_norm=True, seed=2), 20)
+    ghosted = bnlib.torch.to_ghost(
+        ex.make_mlp(hidden=(8,), batch_norm=True, seed=2), 20
+    )
     ghosted = ghosted.double()
     split64 = ex.Split(
         split.x_train.double(), split.y_train, split.x_test.double(), split.y_test
@@ -278,7 +283,7 @@ def test_to_ghost_with_full_ghost_trains_like_plain_batch_norm():
 def test_to_ghost_reaches_nested_modules_and_leaves_others():
     inner = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
     model = torch.nn.Sequential(inner, torch.nn.ReLU(), torch.nn.BatchNorm1d(4))
-    ghost.to_ghost(model, 2)
-    assert isinstance(model[0][1], ghost.GhostBatchNorm1d)
-    assert isinstance(model[2], ghost.GhostBatchNorm1d)
+    bnlib.torch.to_ghost(model, 2)
+    assert isinstance(model[0][1], bnlib.torch.GhostBatchNorm1d)
+    assert isinstance(model[2], bnlib.torch.GhostBatchNorm1d)
     assert type(model[0][0]) is torch.nn.Linear and type(model[1]) is torch.nn.ReLU

@@ -1,4 +1,4 @@
-"""bnlib.landscape: loss and gradient along the gradient direction."""
+"""bnlib.lab.landscape: loss and gradient along the gradient direction."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from bnlib import experiments as ex
-from bnlib import landscape
+from bnlib.lab import experiments as ex
+from bnlib.lab import landscape
 
 
 def _net(batch_norm: bool) -> nn.Sequential:

@@ -1,4 +1,4 @@
-"""bnlib.machine: the bandwidth measurement and the description of the machine."""
+"""bnlib.bench.machine: the bandwidth measurement and the description of the machine."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib import blocked, machine
+from bnlib._kernels import blocked
+from bnlib.bench import machine
 
 
 def test_measure_bandwidth_is_positive_and_finite():

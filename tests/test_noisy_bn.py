@@ -1,4 +1,4 @@
-"""bnlib.noisy_bn: the random shift-and-scale layer and the noisy BatchNorm network."""
+"""bnlib.lab.noisy_bn: the random shift-and-scale layer, the noisy BatchNorm network."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib import experiments as ex
-from bnlib import noisy_bn
+from bnlib.lab import experiments as ex
+from bnlib.lab import noisy_bn
 
 
 @pytest.fixture

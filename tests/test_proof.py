@@ -1,11 +1,11 @@
-"""bnlib.proof.prove_equal: proofs, counterexamples, numeric evidence, errors."""
+"""bnlib.derive.proof.prove_equal: proofs, counterexamples, numeric evidence, errors."""
 
 from __future__ import annotations
 
 import pytest
 import sympy as sp
 
-from bnlib.proof import prove_equal
+from bnlib.derive.proof import prove_equal
 
 x, y = sp.symbols("x y", real=True)
 t = sp.Symbol("t", positive=True)

@@ -1,4 +1,4 @@
-"""bnlib.saturation: the saturation threshold, the saturated share, the tracker."""
+"""bnlib.lab.saturation: the saturation threshold, the saturated share, the tracker."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib import experiments as ex
-from bnlib import saturation as sat
+from bnlib.lab import experiments as ex
+from bnlib.lab import saturation as sat
 
 
 def _sigmoid_slope(z: float) -> float:

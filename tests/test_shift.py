@@ -1,4 +1,4 @@
-"""bnlib.shift: Gaussian KL, importance weights, weighted least squares, risk."""
+"""bnlib.lab.shift: Gaussian KL, importance weights, weighted least squares, risk."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from bnlib import shift
+from bnlib.lab import shift
 
 means = st.floats(-5, 5)
 stds = st.floats(0.05, 5)

@@ -1,4 +1,4 @@
-"""bnlib.sweeps: the outcome rule, contiguity, and the cached sweep runner."""
+"""bnlib.lab.sweeps: the outcome rule, contiguity, and the cached sweep runner."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib import experiments as ex
-from bnlib import sweeps as sw
+from bnlib.lab import experiments as ex
+from bnlib.lab import sweeps as sw
 
 LN10 = math.log(10)
 

@@ -1,4 +1,4 @@
-"""bnlib.torch_bn: gradcheck, and agreement with torch.nn.BatchNorm*d over training."""
+"""bnlib.torch.batchnorm: gradcheck; agreement with torch.nn.BatchNorm*d in training."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from layercheck import assert_same_in_eval, assert_same_state
 
-from bnlib import torch_bn
+from bnlib.torch import batchnorm as torch_bn
 
 TOL = 1e-10
 
@@ -18,7 +18,7 @@ def _double(shape, seed):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (3, 2, 3, 4)])
-def test_batch_norm_torch_passes_gradcheck(training, shape):
+def test_batch_norm_passes_gradcheck(training, shape):
     c = shape[1]
     x = (_double(shape, 0) * 2 + 1).requires_grad_()
     w = _double((c,), 1).requires_grad_()
@@ -27,7 +27,7 @@ def test_batch_norm_torch_passes_gradcheck(training, shape):
 
     def f(x, w, b):
         # Fresh copies: the running stats must not drift between gradcheck calls.
-        return torch_bn.batch_norm_torch(x, rm.clone(), rv.clone(), w, b, training)
+        return torch_bn.batch_norm(x, rm.clone(), rv.clone(), w, b, training)
 
     assert torch.autograd.gradcheck(f, (x, w, b), eps=1e-6, atol=1e-8)
 
@@ -99,6 +99,6 @@ def test_module_wrong_rank_raises():
         ([[1.0, 2.0]], "must be a torch.Tensor"),
     ],
 )
-def test_batch_norm_torch_rejects_bad_input(value, message):
+def test_batch_norm_rejects_bad_input(value, message):
     with pytest.raises(TypeError, match=message):
-        torch_bn.batch_norm_torch(value, None, None, training=True)
+        torch_bn.batch_norm(value, None, None, training=True)

@@ -11,7 +11,7 @@ added in block order.
 
 See Also
 --------
-The chapter "How fast is bnlib?" (``chapters/05-speed.md``).
+The chapter "How fast is bnlib?" (``chapters/08-speed.md``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bnlib.blocksums import block_sums
+from bnlib._kernels.blocksums import block_sums
 
 __all__ = [
     "BLOCK_BYTES",
@@ -225,7 +225,7 @@ def channel_sums(
     Notes
     -----
     One read of ``x3`` and ``dy3`` from memory; ``d`` is a block-sized temporary.
-    Each block is summed by :func:`bnlib.blocksums.block_sums`, in the input's
+    Each block is summed by :func:`bnlib._kernels.blocksums.block_sums`, in the input's
     dtype over runs short enough to keep float32's digits, and the blocks' sums
     are added in float64, in block order.
 

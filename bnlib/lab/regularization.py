@@ -22,8 +22,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from bnlib import experiments as ex
-from bnlib.ghost import to_ghost
+from bnlib.lab import experiments as ex
+from bnlib.torch.ghost import to_ghost
 
 __all__ = [
     "RunRecorder",
@@ -66,7 +66,7 @@ def margins_in_batches(
     Parameters
     ----------
     model : torch.nn.Module
-        A network of :func:`bnlib.experiments.make_mlp`; it is copied, not changed.
+        A network of :func:`bnlib.lab.experiments.make_mlp`; it is copied, not changed.
     x : Tensor, shape ``(draws, D)``
         The example of each draw (repeat one example to follow it alone).
     y : int or Tensor of ints, shape ``(draws,)``
@@ -82,7 +82,7 @@ def margins_in_batches(
     Notes
     -----
     All draws go through one forward pass: in training mode the copy's BatchNorm
-    layers become ghost layers (:func:`bnlib.ghost.to_ghost`) with ghost size
+    layers become ghost layers (:func:`bnlib.torch.to_ghost`) with ghost size
     ``m``, so each batch is normalized with its own statistics, as if alone.
     """
     draws, size = mates.shape[0], mates.shape[1] + 1
@@ -118,7 +118,7 @@ def set_population_stats(model: nn.Sequential, x: torch.Tensor) -> nn.Sequential
 
 @dataclass
 class RunRecorder:
-    """Callback for :func:`bnlib.experiments.train`: accuracies and ``||gamma||``.
+    """Callback for :func:`bnlib.lab.experiments.train`: accuracies and ``||gamma||``.
 
     At each evaluation it records the length of all BatchNorm scales together
     (``nan`` without BatchNorm) and, from step ``acc_from`` on, the training and

@@ -4,7 +4,7 @@ For the chapter "Covariate shift": :func:`gradient_shift` measures internal
 covariate shift the way Santurkar et al. define it, as how much the gradient of
 one layer's weights changes when all the layers before it take their SGD step
 first (same batch, same loss); :class:`GradientShiftTracker` records it during
-training. Their "noisy BatchNorm" network is in :mod:`bnlib.noisy_bn`.
+training. Their "noisy BatchNorm" network is in :mod:`bnlib.lab.noisy_bn`.
 
 Importing this module needs torch.
 """
@@ -82,7 +82,7 @@ class _BatchSampler:
     """Random batches of ``(x, y)``, drawn with a generator of their own.
 
     Trackers use it so that measuring during training does not disturb the order
-    in which :func:`bnlib.experiments.train` draws its batches.
+    in which :func:`bnlib.lab.experiments.train` draws its batches.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
@@ -177,7 +177,7 @@ def _one_layer(model, base, grads, position, x, y, lr) -> tuple[float, float, fl
 
 @dataclass
 class GradientShiftTracker:
-    """Callback for :func:`bnlib.experiments.train` recording :func:`gradient_shift`.
+    """:func:`bnlib.lab.experiments.train`: records :func:`gradient_shift`.
 
     At each call it draws a fresh batch of ``batch_size`` training examples (with
     its own generator, so the training run is not disturbed) and measures the

@@ -15,7 +15,8 @@ How a block is summed depends on its shape ``(n, C, L)``:
 
 See Also
 --------
-bnlib.blocked.channel_sums : the pass over the data that calls :func:`block_sums`.
+bnlib._kernels.blocked.channel_sums : the pass over the data that calls
+    :func:`block_sums`.
 """
 
 from __future__ import annotations

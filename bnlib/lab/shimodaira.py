@@ -1,7 +1,7 @@
 """Shimodaira's (2000) toy experiment: many training sets, many flattening exponents.
 
 For the chapter "Covariate shift". :func:`lambda_sweep` fits weighted polynomials
-with the weights ``(q1/q0)**lam`` of :func:`bnlib.shift.importance_weights` to many
+with the weights ``(q1/q0)**lam`` of :func:`bnlib.lab.shift.importance_weights` to many
 training sets at once and scores each fit exactly under the test distribution.
 :func:`max_weight` and :func:`expected_squared_weight` give, in closed form, how
 large the full weights ``q1/q0`` of two Gaussians get and what they cost in
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bnlib.shift import _as_float_array, _as_std, _hermite_rule, importance_weights
+from bnlib.lab.shift import _as_float_array, _as_std, _hermite_rule, importance_weights
 
 __all__ = ["expected_squared_weight", "lambda_sweep", "max_weight"]
 
@@ -56,7 +56,7 @@ def max_weight(train: tuple[float, float], test: tuple[float, float]) -> float:
 
     See Also
     --------
-    bnlib.shift.importance_weights : the weights themselves.
+    bnlib.lab.shift.importance_weights : the weights themselves.
     expected_squared_weight : what the weights cost; both are used in the chapter
         "Covariate shift".
     """
@@ -95,7 +95,7 @@ def expected_squared_weight(
 
     See Also
     --------
-    bnlib.shift.effective_sample_size : Kish's effective sample size, used with
+    bnlib.lab.shift.effective_sample_size : Kish's effective sample size, used with
         this limit in the chapter "Covariate shift".
     """
     (m0, s0), (m1, s1) = _check_density(train, "train"), _check_density(test, "test")
@@ -137,14 +137,14 @@ def lambda_sweep(
 
     Notes
     -----
-    Each entry is :func:`bnlib.shift.weighted_polyfit` followed by
-    :func:`bnlib.shift.expected_squared_error`; here all training sets of one
+    Each entry is :func:`bnlib.lab.shift.weighted_polyfit` followed by
+    :func:`bnlib.lab.shift.expected_squared_error`; here all training sets of one
     exponent are solved together by a batched QR decomposition of the rows scaled
     by :math:`\\sqrt{w_i}`, with :math:`w_i = (q_1(x_i)/q_0(x_i))^{\\lambda}`.
 
     See Also
     --------
-    bnlib.shift.weighted_polyfit : one fit at a time; the chapter "Covariate shift"
+    bnlib.lab.shift.weighted_polyfit : one fit at a time; the chapter "Covariate shift"
         runs Shimodaira's experiment with this function.
     """
     x, y, lams = _check_sweep(x, y, degree, lams)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlib.experiments import PercentileTracker, hidden_preactivations
+from bnlib.lab.experiments import PercentileTracker, hidden_preactivations
 
 __all__ = [
     "ShiftScaleNoise",
@@ -55,7 +55,7 @@ class ShiftScaleNoise(nn.Module):
     random scale :math:`s\\gamma` and shift :math:`s\\beta + \\mu`; the gradient
     flowing back through unit :math:`j` is scaled by :math:`s_{tj}`. Deep copies
     of the module draw the same numbers as the original would, so measurements
-    made on copies (such as :func:`bnlib.ics.gradient_shift`) see one draw.
+    made on copies (such as :func:`bnlib.lab.ics.gradient_shift`) see one draw.
     """
 
     def __init__(
@@ -101,7 +101,7 @@ def insert_noise_after_batchnorm(
     ----------
     model : nn.Sequential
         A network with BatchNorm layers (for example
-        ``bnlib.experiments.make_mlp(batch_norm=True)``); it is not modified.
+        ``bnlib.lab.experiments.make_mlp(batch_norm=True)``); it is not modified.
     shift, scale : float
         The noise's ranges (see :class:`ShiftScaleNoise`).
     seed : int
@@ -130,9 +130,9 @@ def insert_noise_after_batchnorm(
 
 @dataclass
 class TrainModePercentileTracker(PercentileTracker):
-    """A :class:`~bnlib.experiments.PercentileTracker` that looks in training mode.
+    """A :class:`~bnlib.lab.experiments.PercentileTracker` that looks in training mode.
 
-    :class:`~bnlib.experiments.PercentileTracker` runs the model in eval mode, where
+    :class:`~bnlib.lab.experiments.PercentileTracker` runs the model in eval mode, where
     BatchNorm uses its running statistics and :class:`ShiftScaleNoise` is quiet.
     This tracker runs a deep copy of the model in training mode instead, so it
     records what a unit sees during a training step: batch statistics (of

@@ -6,8 +6,8 @@ variance ``E[x**2] - E[x]**2``, the formula bnlib avoids.
 
 See Also
 --------
-bnlib.bench : times these against bnlib and PyTorch.
-The chapter "How fast is bnlib?" (``chapters/05-speed.md``).
+bnlib.bench.runner : times these against bnlib and PyTorch.
+The chapter "How fast is bnlib?" (``chapters/08-speed.md``).
 """
 
 from __future__ import annotations

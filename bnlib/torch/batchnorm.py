@@ -6,7 +6,7 @@ on our own derivation rather than on PyTorch's kernel. The layers subclass
 ``torch.nn.BatchNorm*d`` and keep their constructor, parameters, buffers, state dict
 and train/eval behaviour; only ``forward`` is replaced.
 
-CPU tensors of dtype float32 or float64 only. Importing this module needs torch.
+CPU tensors of dtype float32 or float64 only.
 """
 
 from __future__ import annotations
@@ -17,9 +17,15 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from bnlib.batchnorm import batch_norm, batch_norm_backward, batch_norm_eval_backward
+from bnlib import batchnorm as F
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNormFunction", "batch_norm_torch"]
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "BatchNormFunction",
+    "batch_norm",
+]
 
 
 def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
@@ -53,7 +59,9 @@ class BatchNormFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         x = _numpy(input)
         rm, rv = _numpy(running_mean), _numpy(running_var)
-        y = batch_norm(x, rm, rv, _numpy(weight), _numpy(bias), training, momentum, eps)
+        y = F.batch_norm(
+            x, rm, rv, _numpy(weight), _numpy(bias), training, momentum, eps
+        )
         ctx.training, ctx.eps = training, eps
         saved = (input, weight) if training else (input, weight, *_stats(rm, rv))
         ctx.save_for_backward(*[t for t in saved if t is not None])
@@ -68,10 +76,10 @@ class BatchNormFunction(torch.autograd.Function):
         w = _numpy(saved.pop(0)) if ctx.has_weight else None
         dy = _numpy(grad_output.contiguous())
         if ctx.training:
-            dx, dw, db = batch_norm_backward(dy, x, w, ctx.eps)
+            dx, dw, db = F.batch_norm_backward(dy, x, w, ctx.eps)
         else:
             mean, var = (_numpy(t) for t in saved)
-            dx, dw, db = batch_norm_eval_backward(dy, x, mean, var, w, ctx.eps)
+            dx, dw, db = F.batch_norm_eval_backward(dy, x, mean, var, w, ctx.eps)
         need = ctx.needs_input_grad[:3]
         grads = [
             torch.from_numpy(g) if n else None
@@ -85,7 +93,7 @@ def _stats(rm: np.ndarray, rv: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
 
 
-def batch_norm_torch(
+def batch_norm(
     input: torch.Tensor,
     running_mean: torch.Tensor | None,
     running_var: torch.Tensor | None,
@@ -141,7 +149,7 @@ class _BnlibForward:
                 factor = 1.0 / float(self.num_batches_tracked)
         use_batch = self.training or self.running_mean is None
         keep = not self.training or self.track_running_stats
-        return batch_norm_torch(
+        return batch_norm(
             input,
             self.running_mean if keep else None,
             self.running_var if keep else None,
@@ -164,3 +172,7 @@ class BatchNorm1d(_BnlibForward, torch.nn.BatchNorm1d):
 
 class BatchNorm2d(_BnlibForward, torch.nn.BatchNorm2d):
     """Drop-in ``torch.nn.BatchNorm2d`` whose forward and backward are bnlib's."""
+
+
+class BatchNorm3d(_BnlibForward, torch.nn.BatchNorm3d):
+    """Drop-in ``torch.nn.BatchNorm3d`` whose forward and backward are bnlib's."""

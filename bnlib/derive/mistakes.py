@@ -3,14 +3,14 @@
 Each one misses one piece of the right answer: the seed note's per-example
 ``dl/dgamma`` and ``dl/dbeta`` (no sum over the batch) and four plausible mistakes in
 ``dl/dx``. The chapter :ref:`gradients` uses them to show what a proof with
-:func:`bnlib.proof.prove_equal` catches, and which checks let them through.
+:func:`bnlib.derive.proof.prove_equal` catches, and which checks let them through.
 
 Importing this module needs SymPy.
 """
 
 from __future__ import annotations
 
-from bnlib.symbolic import BatchNormGraph, Exprs, compact_terms
+from bnlib.derive.symbolic import BatchNormGraph, Exprs, compact_terms
 
 __all__ = ["mistaken_dx", "note_parameter_gradients"]
 

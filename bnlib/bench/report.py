@@ -2,7 +2,7 @@
 
 See Also
 --------
-bnlib.bench : runs the benchmark and fills these in.
+bnlib.bench.runner : runs the benchmark and fills these in.
 """
 
 from __future__ import annotations

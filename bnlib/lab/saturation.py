@@ -5,7 +5,7 @@ decays like ``exp(-|z|)``. We call an input *saturated* when the slope there is 
 a chosen fraction of that peak. :func:`sigmoid_saturation_threshold` turns the
 fraction into a threshold on ``|z|``; :class:`SaturationTracker` records, during
 training, the share of a network's sigmoid inputs beyond it. The tracker needs torch
-(through :mod:`bnlib.experiments`); the two functions need only numpy. The
+(through :mod:`bnlib.lab.experiments`); the two functions need only numpy. The
 chapter :ref:`normalization` uses them to show what BatchNorm does to saturation.
 """
 
@@ -91,7 +91,7 @@ class SaturationTracker:
     """Records the share of saturated sigmoid inputs, per hidden layer, in training.
 
     Call it as ``tracker(step, model)``, for example from
-    :func:`bnlib.experiments.train`'s ``callbacks``. It runs ``x_probe`` through a
+    :func:`bnlib.lab.experiments.train`'s ``callbacks``. It runs ``x_probe`` through a
     copy of ``model`` and applies :func:`saturated_fraction` to the input of every
     activation module. With ``training=True`` (the default) the copy is in training
     mode, so BatchNorm layers use the probe batch's statistics, as they do while the
@@ -106,7 +106,7 @@ class SaturationTracker:
     values: list[list[float]] = field(default_factory=list)
 
     def __call__(self, step: int, model: nn.Sequential) -> None:
-        from bnlib.experiments import hidden_preactivations
+        from bnlib.lab.experiments import hidden_preactivations
 
         probe = copy.deepcopy(model).train(self.training)
         zs = hidden_preactivations(probe, self.x_probe)

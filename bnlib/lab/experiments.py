@@ -3,7 +3,7 @@
 Every chapter that trains a network uses these pieces, so that "the network with
 BatchNorm" means the same thing everywhere. The data are scikit-learn's bundled
 8x8 handwritten digits (no download). BatchNorm layers are
-:class:`bnlib.torch_bn.BatchNorm1d`, so the experiments run on bnlib's own forward
+:class:`bnlib.torch.BatchNorm1d`, so the experiments run on bnlib's own forward
 and backward passes. Importing this module needs torch and scikit-learn.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlib.torch_bn import BatchNorm1d
+from bnlib.torch.batchnorm import BatchNorm1d
 
 __all__ = [
     "History",
@@ -105,7 +105,7 @@ def make_mlp(
     in_features, hidden, out_features : int, sequence of int, int
         Layer widths.
     batch_norm : bool
-        Insert :class:`bnlib.torch_bn.BatchNorm1d` before each activation, as in
+        Insert :class:`bnlib.torch.batchnorm.BatchNorm1d` before each activation, as in
         Ioffe & Szegedy (2015). The linear layer before it then has no bias, which
         BatchNorm's beta makes redundant.
     activation : {"sigmoid", "relu", "tanh"}

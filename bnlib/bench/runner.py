@@ -8,8 +8,8 @@ interleaved so that a change in the machine's load hits all three alike:
 ``bnlib``
     :func:`bnlib.batch_norm` then :func:`bnlib.batch_norm_backward`.
 ``textbook``
-    :func:`bnlib.textbook.textbook_forward` and
-    :func:`bnlib.textbook.textbook_backward`: ``x.mean(...)``,
+    :func:`bnlib.bench.textbook.textbook_forward` and
+    :func:`bnlib.bench.textbook.textbook_backward`: ``x.mean(...)``,
     ``((x - mu)**2).mean(...)`` and a temporary for every step.
 ``torch``
     ``torch.nn.functional.batch_norm`` with autograd, if torch is installed.
@@ -22,7 +22,7 @@ measured with :mod:`tracemalloc`, which sees numpy's allocations but not torch's
 
 See Also
 --------
-The chapter "How fast is bnlib?" (``chapters/05-speed.md``).
+The chapter "How fast is bnlib?" (``chapters/08-speed.md``).
 """
 
 from __future__ import annotations
@@ -37,11 +37,16 @@ from typing import Any
 
 import numpy as np
 
+from bnlib._kernels.blocked import set_num_threads
 from bnlib.batchnorm import batch_norm, batch_norm_backward
-from bnlib.benchreport import PASSES, PHASES, CaseResult, Report, format_report
-from bnlib.blocked import set_num_threads
-from bnlib.machine import BANDWIDTH_BYTES, have_torch, machine_info, measure_bandwidth
-from bnlib.textbook import textbook_backward, textbook_forward
+from bnlib.bench.machine import (
+    BANDWIDTH_BYTES,
+    have_torch,
+    machine_info,
+    measure_bandwidth,
+)
+from bnlib.bench.report import PASSES, PHASES, CaseResult, Report, format_report
+from bnlib.bench.textbook import textbook_backward, textbook_forward
 
 __all__ = [
     "CASES",
@@ -187,7 +192,7 @@ def run_case(
         ``(N, C, *)``, every size positive.
     dtype : {"float32", "float64"}
     bandwidth : float
-        Bytes per second, from :func:`bnlib.machine.measure_bandwidth`.
+        Bytes per second, from :func:`bnlib.bench.machine.measure_bandwidth`.
     repeats, warmup : int
         Timed runs (the median is kept) and untimed runs before them.
     seed : int
@@ -263,7 +268,7 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bnlib.bench [--quick] [--repeats R] [--warmup W] [--threads T]``.
 
-    Prints :func:`bnlib.benchreport.format_report` of :func:`run`; returns 0
+    Prints :func:`bnlib.bench.report.format_report` of :func:`run`; returns 0
     whether or not the targets are met.
     """
     parser = argparse.ArgumentParser(

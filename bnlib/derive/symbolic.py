@@ -5,8 +5,8 @@ symbolic ``gamma``, ``beta``, ``eps`` and a generic upstream gradient ``g_1..g_m
 (the loss is ``l = sum_i g_i y_i``, so ``dl/dy_i = g_i``). Three versions of the
 gradients can then be compared: the exact derivatives SymPy computes by
 differentiation, the paper's staged equations, and the compact closed form
-(:mod:`bnlib.mistakes` adds wrong ones).
-:func:`bnlib.proof.prove_equal` decides whether two of them agree and says how
+(:mod:`bnlib.derive.mistakes` adds wrong ones).
+:func:`bnlib.derive.proof.prove_equal` decides whether two of them agree and says how
 it decided. The chapter :ref:`gradients` is built on these functions.
 
 Importing this module needs SymPy.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from bnlib.proof import Proof, prove_equal
+from bnlib.derive.proof import Proof, prove_equal
 
 __all__ = [
     "BatchNormGraph",

@@ -2,7 +2,7 @@
 
 See Also
 --------
-bnlib.bench : the benchmark that reports these next to its timings.
+bnlib.bench.runner : the benchmark that reports these next to its timings.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlib.blocked import get_num_threads
+from bnlib._kernels.blocked import get_num_threads
 
 __all__ = [
     "BANDWIDTH_BYTES",

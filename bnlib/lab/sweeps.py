@@ -1,6 +1,6 @@
 """Hyperparameter sweeps: train one network per setting and classify how it ended.
 
-A sweep trains the book's MLP (:func:`bnlib.experiments.make_mlp`) with and without
+A sweep trains the book's MLP (:func:`bnlib.lab.experiments.make_mlp`) with and without
 BatchNorm over a grid of learning rates or initial weight scales, and sorts every
 run into one of three outcomes with a rule stated once, here:
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlib import experiments as ex
+from bnlib.lab import experiments as ex
 
 __all__ = ["DIVERGE_FACTOR", "STALL_ACC", "Run", "Sweep", "is_contiguous", "outcome"]
 
@@ -49,8 +49,8 @@ class Run:
     ----------
     model : torch.nn.Sequential
         The network with its final weights.
-    history : bnlib.experiments.History
-        What :func:`bnlib.experiments.train` recorded.
+    history : bnlib.lab.experiments.History
+        What :func:`bnlib.lab.experiments.train` recorded.
     final_loss : float
         Cross-entropy of the final weights on the training set in evaluation mode;
         ``inf`` when training stopped on a non-finite loss.
@@ -162,9 +162,9 @@ def _linear_weights(model: nn.Module) -> list[torch.Tensor]:
 class Sweep:
     """Trains one network per ``(batch_norm, lr, init_std)``, each at most once.
 
-    Every run starts from :func:`bnlib.experiments.make_mlp` with ``seed``, so runs
+    Every run starts from :func:`bnlib.lab.experiments.make_mlp` with ``seed``, so runs
     that differ only in ``batch_norm`` share their initial weights, and trains with
-    :func:`bnlib.experiments.train` for ``steps`` SGD steps. Results are cached, so
+    :func:`bnlib.lab.experiments.train` for ``steps`` SGD steps. Results are cached, so
     two sweeps that meet at one setting train it once.
     """
 

@@ -4,7 +4,7 @@ At a point of training, take the gradient ``g`` of the loss on a batch and step
 along ``-g`` by several step sizes. If the loss landscape is smooth, the loss
 changes predictably and the gradient at the new point is close to ``g``; on a
 rough landscape both jump. :func:`probe_gradient_direction` does one probe and
-:class:`LandscapeTracker` records probes during :func:`bnlib.experiments.train`.
+:class:`LandscapeTracker` records probes during :func:`bnlib.lab.experiments.train`.
 Importing this module needs torch.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlib.ics import _BatchSampler, _check_batch
+from bnlib.lab.ics import _BatchSampler, _check_batch
 
 __all__ = ["LandscapeProbe", "LandscapeTracker", "probe_gradient_direction"]
 
@@ -118,7 +118,7 @@ def _norm(tensors: list[torch.Tensor]) -> float:
 
 @dataclass
 class LandscapeTracker:
-    """Callback for :func:`bnlib.experiments.train` recording gradient-direction probes.
+    """A :func:`bnlib.lab.experiments.train` callback: gradient-direction probes.
 
     At each call it draws a fresh batch of ``batch_size`` training examples (with its
     own generator) and runs :func:`probe_gradient_direction` on it.

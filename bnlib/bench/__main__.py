@@ -1,0 +1,5 @@
+"""``python -m bnlib.bench``: run the speed benchmark and print its report."""
+
+from bnlib.bench.runner.runner import main
+
+raise SystemExit(main())

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
 import venv
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ __all__ = ["TorchBatchNorm", "from_keras"]
 
 
 class TorchBatchNorm(NamedTuple):
-    """A BatchNorm layer in PyTorch's convention (see :func:`from_keras`).
+    """A BatchNorm layer in PyTorch's convention (see :func:`bnlib.from_keras`).
 
     Attributes
     ----------

@@ -16,6 +16,7 @@ from bnlib.torch.batchnorm import (  # noqa: E402
     BatchNormFunction,
     batch_norm,
 )
+from bnlib.torch.convert import convert, revert  # noqa: E402
 from bnlib.torch.fold import fold_bn_module, fold_sequential  # noqa: E402
 from bnlib.torch.ghost import GhostBatchNorm1d, to_ghost  # noqa: E402
 
@@ -26,7 +27,9 @@ __all__ = [
     "BatchNormFunction",
     "GhostBatchNorm1d",
     "batch_norm",
+    "convert",
     "fold_bn_module",
     "fold_sequential",
+    "revert",
     "to_ghost",
 ]

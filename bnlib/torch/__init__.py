@@ -16,9 +16,9 @@ from bnlib.torch.batchnorm import (  # noqa: E402
     BatchNormFunction,
     batch_norm,
 )
-from bnlib.torch.convert import convert, revert  # noqa: E402
 from bnlib.torch.fold import fold_bn_module, fold_sequential  # noqa: E402
 from bnlib.torch.ghost import GhostBatchNorm1d, to_ghost  # noqa: E402
+from bnlib.torch.swap import convert, revert  # noqa: E402
 
 __all__ = [
     "BatchNorm1d",

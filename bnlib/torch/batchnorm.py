@@ -70,7 +70,7 @@ def _check_same_dtype(input: torch.Tensor, *tensors: torch.Tensor | None) -> Non
 class BatchNormFunction(torch.autograd.Function):
     """``y = batch_norm(x)`` with bnlib's forward and closed-form backward.
 
-    The forward pass takes no ``ctx`` and :meth:`setup_context` saves what the
+    The forward pass takes no ``ctx`` and ``setup_context`` saves what the
     backward pass needs, the style that ``torch.func`` transforms require. The
     backward pass is itself a :class:`torch.autograd.Function` whose own backward
     raises: differentiating twice fails loudly instead of silently dropping the

@@ -1,10 +1,11 @@
 """Swap every BatchNorm of a PyTorch model for bnlib's, and back.
 
-:func:`convert` replaces each ``torch.nn.BatchNorm1d/2d/3d`` of a model by the
-:mod:`bnlib.torch` layer of the same rank; :func:`revert` undoes it. The new layer
-takes over the old one's settings, mode, parameters and buffers: the very same
-tensors, so an optimizer built before the swap keeps working, and the model computes
-the same numbers (bnlib's forward and backward instead of PyTorch's kernel).
+:func:`bnlib.torch.convert` replaces each ``torch.nn.BatchNorm1d/2d/3d`` of a model
+by the ``bnlib.torch`` layer of the same rank; :func:`bnlib.torch.revert` undoes
+it. The new layer takes over the old one's settings, mode, parameters and buffers:
+the very same tensors, so an optimizer built before the swap keeps working, and the
+model computes the same numbers (bnlib's forward and backward instead of PyTorch's
+kernel).
 
 Only layers of exactly these classes are swapped; subclasses (``SyncBatchNorm``,
 lazy layers, :class:`bnlib.torch.GhostBatchNorm1d`) are left as they are. Hooks
@@ -29,7 +30,7 @@ _STATE = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"
 
 
 def convert(module: nn.Module) -> nn.Module:
-    """Put :mod:`bnlib.torch` layers in place of every ``torch.nn.BatchNorm*d``.
+    """Put ``bnlib.torch`` layers in place of every ``torch.nn.BatchNorm*d``.
 
     Parameters
     ----------

@@ -108,7 +108,13 @@ class BatchNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         input, weight, *stats = ctx.saved_tensors
-        grads = _Backward.apply(grad_output, input, weight, ctx.eps, *stats)
+        args = (grad_output, input, weight, ctx.eps, *stats)
+        # Building a graph (create_graph=True, torch.func.grad): through _Backward,
+        # so that differentiating the gradients raises. Otherwise, directly.
+        if torch.is_grad_enabled():
+            grads = _Backward.apply(*args)
+        else:
+            grads = _Backward.forward(*args)
         need = ctx.needs_input_grad[:3]
         picked = [g if n else None for g, n in zip(grads, need, strict=True)]
         return (*picked, None, None, None, None, None)

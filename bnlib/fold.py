@@ -15,17 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bnlib._checks import as_channel_vector
+from bnlib._checks import affine_or_default, as_channel_vector, check_eps
 
 __all__ = ["bn_affine", "fold_batch_norm"]
-
-
-def _check_eps(eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
-    return float(eps)
 
 
 def _floating(v: Any, name: str, min_ndim: int) -> np.ndarray:
@@ -37,13 +29,6 @@ def _floating(v: Any, name: str, min_ndim: int) -> np.ndarray:
         want = "shape (C,)" if min_ndim == 1 else "at least 2 dimensions (C_out, ...)"
         raise ValueError(f"{name} must have {want}, got shape {arr.shape}")
     return arr
-
-
-def _vector_or(v: Any, name: str, c: int, dt: np.dtype, default: float) -> np.ndarray:
-    """A ``(C,)`` parameter in ``dt``, or ``default`` everywhere when ``v`` is None."""
-    if v is None:
-        return np.full(c, default, dtype=dt)
-    return as_channel_vector(v, name, c, dt)
 
 
 def bn_affine(
@@ -82,13 +67,13 @@ def bn_affine(
     mean = _floating(running_mean, "running_mean", 1)
     c, dt = mean.shape[0], mean.dtype
     var = as_channel_vector(running_var, "running_var", c, dt)
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     if np.any(~(var + eps > 0)):
         raise ValueError(
             f"running_var + eps must be positive in every channel, got {var + eps}"
         )
-    gamma = _vector_or(weight, "weight", c, dt, 1)
-    beta = _vector_or(bias, "bias", c, dt, 0)
+    gamma = affine_or_default(weight, "weight", c, dt, 1)
+    beta = affine_or_default(bias, "bias", c, dt, 0)
     a = gamma / np.sqrt(var + dt.type(eps))
     return a, beta - a * mean
 
@@ -132,6 +117,6 @@ def fold_batch_norm(
     c, dt = w.shape[0], w.dtype
     mean = as_channel_vector(running_mean, "running_mean", c, dt)
     var = as_channel_vector(running_var, "running_var", c, dt)
-    c_bias = _vector_or(layer_bias, "layer_bias", c, dt, 0)
+    c_bias = affine_or_default(layer_bias, "layer_bias", c, dt, 0)
     a, b = bn_affine(mean, var, bn_weight, bn_bias, eps)
     return w * a.reshape(-1, *([1] * (w.ndim - 1))), a * c_bias + b

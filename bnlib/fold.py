@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from bnlib._checks import affine_or_default, as_channel_vector, check_eps
 
@@ -32,12 +33,12 @@ def _floating(v: Any, name: str, min_ndim: int) -> np.ndarray:
 
 
 def bn_affine(
-    running_mean: Any,
-    running_var: Any,
-    weight: Any = None,
-    bias: Any = None,
+    running_mean: ArrayLike,
+    running_var: ArrayLike,
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
     eps: float = 1e-5,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """The eval-mode BatchNorm of one layer as the per-channel map ``y = a x + b``.
 
     Parameters
@@ -79,14 +80,14 @@ def bn_affine(
 
 
 def fold_batch_norm(
-    layer_weight: Any,
-    layer_bias: Any,
-    running_mean: Any,
-    running_var: Any,
-    bn_weight: Any = None,
-    bn_bias: Any = None,
+    layer_weight: ArrayLike,
+    layer_bias: ArrayLike | None,
+    running_mean: ArrayLike,
+    running_var: ArrayLike,
+    bn_weight: ArrayLike | None = None,
+    bn_bias: ArrayLike | None = None,
     eps: float = 1e-5,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """Weights and bias of ``BN(layer(x))`` as one linear or convolution layer.
 
     Parameters

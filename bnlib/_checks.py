@@ -18,6 +18,7 @@ __all__ = [
     "affine_or_default",
     "as_float_input",
     "as_channel_vector",
+    "check_bool",
     "check_device",
     "check_eps",
     "check_layer_args",
@@ -25,7 +26,6 @@ __all__ = [
     "check_running_buffer",
     "check_same_shape",
     "check_stats_pair",
-    "check_training",
     "float_dtype",
     "quiet_non_finite",
 ]
@@ -160,11 +160,11 @@ def check_eps(eps: Any) -> float:
     return float(eps)
 
 
-def check_training(training: Any) -> bool:
-    """``training`` as a bool; anything but a bool raises ``TypeError``."""
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
-    return bool(training)
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` as a bool; anything but a bool raises ``TypeError`` naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
 
 
 def float_dtype(dtype: Any) -> np.dtype[Any]:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from bnlib._checks import check_training
+from bnlib._checks import check_bool
 
 __all__ = ["IncompatibleKeys", "StateDictMixin"]
 
@@ -79,7 +79,7 @@ class StateDictMixin:
             raise TypeError(
                 f"state_dict must be a Mapping, got {type(state_dict).__name__}"
             )
-        check_training(strict)
+        check_bool(strict, "strict")
         expected = self._state_keys()
         # Like PyTorch, accept state dicts saved before num_batches_tracked existed:
         # the current count is kept.

@@ -17,12 +17,12 @@ from bnlib._checks import (
     affine_or_default,
     as_channel_vector,
     as_float_input,
+    check_bool,
     check_eps,
     check_momentum,
     check_running_buffer,
     check_same_shape,
     check_stats_pair,
-    check_training,
     quiet_non_finite,
 )
 from bnlib._kernels.blocked import (
@@ -180,7 +180,7 @@ def batch_norm(
     """
     x_in = as_float_input(input)
     x, num_channels = _working(x_in), x_in.shape[1]
-    training = check_training(training)
+    training = check_bool(training, "training")
     check_stats_pair(running_mean, running_var, training)
     if running_mean is not None:
         check_running_buffer(running_mean, "running_mean", num_channels)

@@ -15,10 +15,10 @@ from numpy.typing import ArrayLike, NDArray
 from bnlib._checks import (
     MixedDtypeError,
     as_float_input,
+    check_bool,
     check_device,
     check_layer_args,
     check_same_shape,
-    check_training,
     float_dtype,
 )
 from bnlib._state import IncompatibleKeys, StateDictMixin
@@ -94,9 +94,7 @@ class _BatchNorm(StateDictMixin):
     # -- modes and resets -------------------------------------------------------
     def train(self, mode: bool = True) -> Self:
         """Set training mode (batch statistics) or eval mode; returns self."""
-        if not isinstance(mode, (bool, np.bool_)):
-            raise TypeError(f"training mode must be a bool, got {type(mode).__name__}")
-        self.training = bool(mode)
+        self.training = check_bool(mode, "training mode")
         return self
 
     def eval(self) -> Self:
@@ -106,7 +104,7 @@ class _BatchNorm(StateDictMixin):
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear ``weight_grad`` and ``bias_grad`` (None, or zeros), as PyTorch's
         ``Module.zero_grad``; :meth:`backward` adds into them."""
-        check_training(set_to_none)
+        check_bool(set_to_none, "set_to_none")
         for name in ("weight_grad", "bias_grad"):
             grad = getattr(self, name)
             if set_to_none or grad is None:

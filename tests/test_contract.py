@@ -411,6 +411,14 @@ def test_layer_grads_accumulate_like_torch_until_zero_grad():
     assert ours.weight_grad is ours.bias_grad is ref.weight.grad is None
 
 
+def test_zero_grad_and_load_state_dict_reject_non_bool_flags():
+    bn = bnlib.BatchNorm1d(3)
+    with pytest.raises(TypeError, match="set_to_none must be a bool"):
+        bn.zero_grad("yes")
+    with pytest.raises(TypeError, match="strict must be a bool"):
+        bn.load_state_dict(bn.state_dict(), strict="no")
+
+
 # -- bnlib.torch: double backward, torch.func --
 
 

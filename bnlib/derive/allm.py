@@ -1,6 +1,6 @@
 """Every identity the book proves for all sizes, by name.
 
-:data:`IDENTITIES` maps a name to a function returning ``(lhs, rhs)`` pairs;
+``IDENTITIES`` maps a name to a function returning ``(lhs, rhs)`` pairs;
 :func:`prove` proves all pairs of one name with
 :func:`bnlib.derive.proof.prove_equal`. The gradient identities come from
 :mod:`bnlib.derive.general` (a batch of symbolic size ``m``), the others from
@@ -149,7 +149,7 @@ IDENTITIES: dict[str, Callable[[], Pairs]] = {
 
 
 def prove(name: str) -> Proof:
-    """Prove every pair of the identity ``name`` (a key of :data:`IDENTITIES`).
+    """Prove every pair of the identity ``name`` (a key of ``IDENTITIES``).
 
     Returns the :class:`~bnlib.derive.proof.Proof` of
     :func:`~bnlib.derive.proof.prove_equal` on all pairs: truthy when all hold.

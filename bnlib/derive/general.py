@@ -212,7 +212,7 @@ def failing_sizes(
     bn: GeneralBatch, a: sp.Expr, b: sp.Expr, sizes: Iterable[int]
 ) -> list[int]:
     """The batch sizes among ``sizes`` at which ``a == b`` fails (by a proof or a
-    counterexample of :func:`prove_equal` on :func:`instance`)."""
+    counterexample of :func:`~bnlib.derive.proof.prove_equal` on :func:`instance`)."""
     fails = []
     for size in sizes:
         verdict: Proof = prove_equal(instance(bn, a, size), instance(bn, b, size))

@@ -80,7 +80,7 @@ def verified(label: str, kind: str, detail: str = "") -> None:
     Raises
     ------
     ValueError
-        If ``kind`` is not a key of :data:`KINDS`, ``label`` is not a non-empty str
+        If ``kind`` is not a key of ``KINDS``, ``label`` is not a non-empty str
         or contains ``"|"``, or ``detail`` is not a str.
     """
     if kind not in KINDS:

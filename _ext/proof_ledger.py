@@ -37,7 +37,24 @@ class ProofLedgerDirective(SphinxDirective):
     """``.. proof-ledger::``: the table of every labelled equation."""
 
     def run(self) -> list[nodes.Node]:
+        docs = getattr(self.env, "proof_ledger_docs", set())
+        docs.add(self.env.docname)
+        self.env.proof_ledger_docs = docs  # type: ignore[attr-defined]
         return [ledger_placeholder()]
+
+
+def _purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
+    getattr(env, "proof_ledger_docs", set()).discard(docname)
+
+
+def _merge(app: Sphinx, env: BuildEnvironment, docnames: Any, other: Any) -> None:
+    docs = getattr(env, "proof_ledger_docs", set())
+    env.proof_ledger_docs = docs | getattr(other, "proof_ledger_docs", set())
+
+
+def _outdated(app: Sphinx, env: BuildEnvironment, *changes: Any) -> list[str]:
+    """Re-read the ledger page on every build: its table depends on every page."""
+    return sorted(getattr(env, "proof_ledger_docs", set()))
 
 
 def collect_records(nb_metadata: dict[str, dict]) -> dict[str, list[dict[str, str]]]:
@@ -164,6 +181,9 @@ def _reading(env: BuildEnvironment) -> list[str]:
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_node(ledger_placeholder)
     app.add_directive("proof-ledger", ProofLedgerDirective)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    app.connect("env-get-outdated", _outdated)
     app.connect("env-check-consistency", check_ledger)
     app.connect("doctree-resolved", fill_ledger)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

@@ -154,3 +154,13 @@ def test_ledger_build_fails_for_an_unchecked_equation_and_lists_the_rest(tmp_pat
     assert "eq-good (1)" in text and "SymPy, all sizes: every m" in text
     assert "eq-bad (1)" in text and "NO CHECK" in text
     assert 'href="good.html#equation-eq-good"' in html
+    # Give the bad page its check; an incremental rebuild passes and updates the table.
+    call = 'verified("eq-bad", "torch");'
+    (book / "bad.md").write_text(_PAGE.format(title="Bad", label="eq-bad", call=call))
+    again = subprocess.run(
+        [jb, "build", str(book), "-W"], capture_output=True, text=True
+    )
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    html = (book / "_build" / "html" / "ledger.html").read_text()
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "NO CHECK" not in text and KINDS["torch"] in text

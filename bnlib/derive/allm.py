@@ -35,7 +35,9 @@ Pairs = tuple[tuple[sp.Expr, sp.Expr], ...]
 
 def local_partials(bn: GeneralBatch | None = None) -> Pairs:
     """The table of local partials: ``dmu/dx_i = 1/m``, ``dvar/dx_i = 2(x_i - mu)/m``
-    (``mu`` held), ``dx_hat_i/dmu = -1/s``, ``dx_hat_i/dvar = -(x_i - mu)/(2 s^3)``."""
+    (``mu`` held), ``dx_hat_i/dmu = -1/s``, ``dx_hat_i/dvar = -(x_i - mu)/(2 s^3)``,
+    ``dvar/dmu = 0`` (at the mean) and ``dx_hat_i/dx_i = 1/s`` (``mu``, ``var``
+    held)."""
     bn = bn or general_batch()
     mu_h, var_h = sp.Symbol("M"), sp.Symbol("V", positive=True)
     var_mu_held = (bn.sxx - 2 * mu_h * bn.sx + bn.m * mu_h**2) / bn.m
@@ -50,6 +52,8 @@ def local_partials(bn: GeneralBatch | None = None) -> Pairs:
         (sp.diff(var_mu_held, bn.xi).xreplace(held), 2 * (bn.xi - bn.mu) / bn.m),
         (local(xhat, mu_h), -1 / bn.s),
         (local(xhat, var_h), -(bn.xi - bn.mu) / (2 * bn.s**3)),
+        (sp.diff(var_mu_held, mu_h).xreplace(held), 0),
+        (local(xhat, bn.xi), 1 / bn.s),
     )
 
 

@@ -7,7 +7,8 @@ import pytest
 import sympy as sp
 import torch
 
-from bnlib.derive.allm import IDENTITIES, prove
+from bnlib.derive import ledger
+from bnlib.derive.allm import IDENTITIES, prove, prove_and_record
 from bnlib.derive.general import (
     batch_sum,
     compact_dx,
@@ -117,3 +118,18 @@ def test_instance_of_size_two_has_no_rest(bn, dx):
 def test_prove_unknown_name_raises():
     with pytest.raises(ValueError, match="name must be one of"):
         prove("no such identity")
+
+
+def test_prove_and_record_records_after_the_proof(monkeypatch):
+    monkeypatch.setattr(ledger, "_records", [])
+    prove_and_record("fold", "eq-a", "eq-b", detail="any n")
+    assert [r["label"] for r in ledger.records()] == ["eq-a", "eq-b"]
+    assert {r["kind"] for r in ledger.records()} == {"sympy-all-m"}
+
+
+def test_prove_and_record_records_nothing_when_the_proof_fails(monkeypatch):
+    monkeypatch.setattr(ledger, "_records", [])
+    monkeypatch.setitem(IDENTITIES, "broken", lambda: ((sp.Symbol("x"), 1),))
+    with pytest.raises(AssertionError, match="broken: NOT equal"):
+        prove_and_record("broken", "eq-a")
+    assert ledger.records() == []

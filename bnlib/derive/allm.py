@@ -26,9 +26,10 @@ from bnlib.derive.general import (
     projection_entry,
     staged_dx,
 )
+from bnlib.derive.ledger import verified
 from bnlib.derive.proof import Proof, prove_equal
 
-__all__ = ["IDENTITIES", "local_partials", "prove"]
+__all__ = ["IDENTITIES", "local_partials", "prove", "prove_and_record"]
 
 Pairs = tuple[tuple[sp.Expr, sp.Expr], ...]
 
@@ -162,3 +163,28 @@ def prove(name: str) -> Proof:
         raise ValueError(f"name must be one of {sorted(IDENTITIES)}, got {name!r}")
     pairs = IDENTITIES[name]()
     return prove_equal([a for a, _ in pairs], [b for _, b in pairs])
+
+
+def prove_and_record(
+    name: str, *labels: str, detail: str = "every batch size m"
+) -> Proof:
+    """Prove the identity ``name`` for all sizes, then record ``labels`` in the ledger.
+
+    Raises
+    ------
+    AssertionError
+        If the proof fails (a chapter's check cell then stops the build); nothing is
+        recorded.
+    ValueError
+        If ``name`` is unknown.
+
+    See Also
+    --------
+    bnlib.derive.ledger.verified : the record, with kind ``"sympy-all-m"``.
+    """
+    proof = prove(name)
+    if not (proof.holds and proof.method == "simplify"):
+        raise AssertionError(f"{name}: {proof}")
+    for label in labels:
+        verified(label, "sympy-all-m", detail)
+    return proof

@@ -29,11 +29,13 @@ from bnlib.batchnorm import (
 from bnlib.fold import bn_affine, fold_batch_norm
 from bnlib.ghost import ghost_batch_norm, ghost_batch_norm_backward
 from bnlib.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from bnlib.shards import ShardStats, merge_stats, shard_stats
 
 __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",
+    "ShardStats",
     "__version__",
     "batch_norm",
     "batch_norm_backward",
@@ -44,5 +46,7 @@ __all__ = [
     "get_num_threads",
     "ghost_batch_norm",
     "ghost_batch_norm_backward",
+    "merge_stats",
     "set_num_threads",
+    "shard_stats",
 ]

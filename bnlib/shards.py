@@ -24,7 +24,7 @@ import numpy as np
 
 from bnlib._checks import affine_or_default, as_float_input, check_same_shape
 from bnlib._kernels.blocked import channel_sums, input_grad, normalized
-from bnlib.batchnorm import _as_ncl, _count_per_channel, _moments, _working
+from bnlib.batchnorm import _count_per_channel, _moments, _working
 
 __all__ = [
     "ShardStats",
@@ -34,6 +34,11 @@ __all__ = [
     "shard_grad_input",
     "shard_stats",
 ]
+
+
+def _ncl(x: np.ndarray) -> np.ndarray:
+    """View ``(N, C, *)`` as ``(N, C, L)``; also for an empty shard (``N = 0``)."""
+    return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ def shard_stats(input: Any) -> ShardStats:
     n, c = _count_per_channel(x), x.shape[1]
     if n == 0:
         return ShardStats(0, np.zeros(c), np.zeros(c))
-    mean, var, _, _ = _moments(_as_ncl(x))
+    mean, var, _, _ = _moments(_ncl(x))
     return ShardStats(n, mean, var * n)
 
 
@@ -170,7 +175,7 @@ def grad_sums(
     x, dy = _pair(grad_output, input, stats)
     if x.size == 0:
         return np.zeros(x.shape[1]), np.zeros(x.shape[1])
-    x3, dy3 = _as_ncl(x), _as_ncl(dy)
+    x3, dy3 = _ncl(x), _ncl(dy)
     shift = stats.mean.astype(x.dtype).astype(np.float64)
     _, _, s_dy, s_dyd = channel_sums(x3, shift, dy3)
     centred = s_dyd - (stats.mean - shift) * s_dy  # sum dy * (x - mu)
@@ -236,7 +241,7 @@ def shard_batch_norm(
     gamma = affine_or_default(weight, "weight", c, x.dtype, 1)
     beta = affine_or_default(bias, "bias", c, x.dtype, 0)
     inv_std = 1 / np.sqrt(stats.var + float(eps))
-    y3 = normalized(_as_ncl(x), stats.mean, gamma * inv_std, beta)
+    y3 = normalized(_ncl(x), stats.mean, gamma * inv_std, beta)
     return y3.reshape(x.shape).astype(x_in.dtype, copy=False)
 
 
@@ -288,5 +293,5 @@ def shard_grad_input(
     gamma = affine_or_default(weight, "weight", c, x.dtype, 1)
     inv_std = 1 / np.sqrt(stats.var + eps)
     coef = (gamma * inv_std, sum_dy / stats.count, sum_dy_xhat / stats.count * inv_std)
-    dx3 = input_grad(_as_ncl(dy), _as_ncl(x), stats.mean, coef)
+    dx3 = input_grad(_ncl(dy), _ncl(x), stats.mean, coef)
     return dx3.reshape(x.shape).astype(np.asarray(input).dtype, copy=False)

@@ -121,6 +121,14 @@ def test_grad_sums_of_empty_shard_are_zero():
     assert all(np.array_equal(v, np.zeros(2)) for v in s)
 
 
+def test_shard_functions_accept_an_empty_shard():
+    stats = shards.shard_stats(np.random.default_rng(0).normal(size=(5, 2, 3)))
+    empty = np.zeros((0, 2, 3))
+    assert shards.shard_batch_norm(empty, stats).shape == (0, 2, 3)
+    sums = (np.ones(2), np.ones(2))
+    assert shards.shard_grad_input(empty, empty, stats, sums).shape == (0, 2, 3)
+
+
 # -- errors --------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from bnlib.torch.batchnorm import (  # noqa: E402
 )
 from bnlib.torch.fold import fold_bn_module, fold_sequential  # noqa: E402
 from bnlib.torch.ghost import GhostBatchNorm1d, to_ghost  # noqa: E402
+from bnlib.torch.sync import SyncBatchNorm  # noqa: E402
 
 __all__ = [
     "BatchNorm1d",
@@ -25,6 +26,7 @@ __all__ = [
     "BatchNorm3d",
     "BatchNormFunction",
     "GhostBatchNorm1d",
+    "SyncBatchNorm",
     "batch_norm",
     "fold_bn_module",
     "fold_sequential",

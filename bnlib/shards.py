@@ -261,7 +261,7 @@ def shard_grad_input(
         One shard.
     stats : ShardStats
         The merged statistics of the whole batch (``n`` values per channel).
-    sums : tuple of two array_like, shape ``(C,)``
+    sums : pair of array_like, shape ``(C,)``, or ndarray, shape ``(2, C)``
         ``(sum_dy, sum_dy_xhat)``: :func:`grad_sums` added over all shards.
     weight : array_like, shape ``(C,)``, optional
     eps : float
@@ -285,7 +285,7 @@ def shard_grad_input(
     """
     x, dy = _pair(grad_output, input, stats)
     c = x.shape[1]
-    if not isinstance(sums, (tuple, list)) or len(sums) != 2:
+    if not hasattr(sums, "__len__") or len(sums) != 2:
         raise TypeError("sums must be a pair (sum_dy, sum_dy_xhat)")
     sum_dy, sum_dy_xhat = (
         _channel_sum(s, name, c) for s, name in zip(sums, _SUMS, strict=True)

@@ -175,4 +175,4 @@ def test_shard_grad_input_shape_errors():
     with pytest.raises(ValueError, match="sum_dy_xhat must have shape"):
         shards.shard_grad_input(x, x, stats, (np.zeros(2), np.zeros(3)))
     with pytest.raises(TypeError, match="must be a pair"):
-        shards.shard_grad_input(x, x, stats, np.zeros(2))
+        shards.shard_grad_input(x, x, stats, np.zeros(3))

@@ -115,7 +115,7 @@ def merge_stats(stats: Sequence[ShardStats]) -> ShardStats:
     Returns
     -------
     ShardStats
-        Equal, to rounding, to :func:`shard_stats` of the concatenated shards.
+        Equal, to rounding, to :func:`bnlib.shard_stats` of the concatenated shards.
 
     Notes
     -----
@@ -224,7 +224,7 @@ def shard_batch_norm(
     ----------
     input : ndarray, shape ``(N, C, *)``
     stats : ShardStats
-        The merged statistics, from :func:`merge_stats`.
+        The merged statistics, from :func:`bnlib.merge_stats`.
     weight, bias : array_like, shape ``(C,)``, optional
     eps : float
 

@@ -50,7 +50,7 @@ def _all_reduce(values: np.ndarray, group: Any) -> np.ndarray:
 
 
 def all_reduce_stats(local: shards.ShardStats, group: Any = None) -> shards.ShardStats:
-    """:func:`bnlib.shards.merge_stats` over processes: two all-reduces.
+    """:func:`bnlib.merge_stats` over processes: two all-reduces.
 
     Parameters
     ----------
@@ -185,7 +185,7 @@ class SyncBatchNorm(_BatchNorm):
 
     See Also
     --------
-    bnlib.shards : the numpy merge it runs across processes.
+    bnlib.merge_stats : the numpy merge it runs across processes.
     """
 
     def __init__(

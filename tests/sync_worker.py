@@ -113,20 +113,22 @@ def ddp_case(rank, world):
 
 
 def error_case(rank, world):
-    """Mismatched channel counts: every process must raise, none may hang."""
+    """Mismatched channel counts, one value in all: every process raises, none hangs."""
     messages = []
     setups = [
-        (3 if rank == 0 else 4, None),  # the layers disagree
-        (3, 4 if rank == world - 1 else 3),  # one input does not fit its layer
+        (3 if rank == 0 else 4, None, 4),  # the layers disagree
+        (3, 4 if rank == world - 1 else 3, 4),  # one input does not fit its layer
+        (3, None, 1 if rank == 0 else 0),  # one value per channel over all processes
     ]
-    for features, channels in setups:
+    for features, channels, n in setups:
         layer = SyncBatchNorm(features, dtype=torch.float64)
-        x = torch.randn(4, channels or features, dtype=torch.float64)
+        x = torch.randn(n, channels or features, dtype=torch.float64)
         try:
             layer(x)
             messages.append("no error")
         except ValueError as err:
             messages.append(str(err))
+    messages.append(f"batches tracked: {int(layer.num_batches_tracked)}")
     return {"errors": np.array(messages)}
 
 

@@ -150,11 +150,13 @@ def test_sync_batch_norm_in_ddp_matches_full_batch_training(run):
             )
 
 
-def test_sync_batch_norm_mismatched_channels_raise_everywhere(run):
+def test_sync_batch_norm_bad_setups_raise_on_every_process(run):
     ranks, world = run
     for rank, r in enumerate(ranks):
-        layers, inputs = r["errors"]
+        layers, inputs, one_value, tracked = r["errors"]
         assert "disagree on the number of channels" in layers
+        assert "more than 1 value per channel when training, got 1" in one_value
+        assert tracked == "batches tracked: 0"  # the failed call changed nothing
         if rank == world - 1:
             assert "expected input with 3 channels, got 4" in inputs
         else:

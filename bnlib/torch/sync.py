@@ -227,25 +227,28 @@ class SyncBatchNorm(_BatchNorm):
                 f"expected input with {self.num_features} channels, "
                 f"got input of shape {tuple(input.shape)}"
             )
-        factor = self._factor()
+        tracking = self.training and self.track_running_stats
+        factor = self._factor(tracking)
         keep = not self.training or self.track_running_stats
         rm, rv = (self.running_mean, self.running_var) if keep else (None, None)
         if not sync:
-            return batch_norm(
+            y = batch_norm(
                 input, rm, rv, self.weight, self.bias, use_batch, factor, self.eps
             )
-        return SyncBatchNormFunction.apply(
-            input, self.weight, self.bias, rm, rv, self.eps, factor, self.process_group
-        )
+        else:
+            y = SyncBatchNormFunction.apply(
+                input, self.weight, self.bias, rm, rv, self.eps, factor,
+                self.process_group,
+            )  # fmt: skip
+        if tracking:  # counted only once the call has succeeded
+            self.num_batches_tracked.add_(1)
+        return y
 
-    def _factor(self) -> float:
-        """The moving-average weight of this call, counting it when it trains."""
-        if not (self.training and self.track_running_stats):
-            return 0.0 if self.momentum is None else self.momentum
-        self.num_batches_tracked.add_(1)
-        if self.momentum is None:
-            return 1.0 / float(self.num_batches_tracked)
-        return self.momentum
+    def _factor(self, tracking: bool) -> float:
+        """The moving-average weight of this call (which counts when tracking)."""
+        if tracking and self.momentum is None:
+            return 1.0 / (float(self.num_batches_tracked) + 1)
+        return 0.0 if self.momentum is None else self.momentum
 
     @classmethod
     def convert_sync_batchnorm(

@@ -18,12 +18,15 @@ What travels, per layer and step, in float64 (``C`` channels), with
 The weight and bias gradients stay local (each process's share), as for any other
 parameter: ``DistributedDataParallel`` adds them up with the rest.
 
-Mismatched layers: the first training call of each layer all-reduces its channel
-count (the largest and the smallest; -1 from a process whose input does not match
-its layer), and if the processes disagree every process raises a ``ValueError``
-instead of hanging. Later calls trust that
-check; an input whose channel count no longer matches ``num_features`` raises on
-its own process, and the others wait for the process group's timeout.
+Every process must run its SyncBatchNorm layers in the same order, as with any
+collective. Errors that one process alone would see are turned into errors on all:
+the first training call of each layer all-reduces its channel count (-1 from a
+process whose input does not match its layer), and if the processes disagree every
+process raises a ``ValueError`` instead of hanging; a batch with one value per channel
+over all processes raises on every process too (each knows the total after round 1).
+Later calls trust the channel check: an input whose channel count no longer matches
+``num_features`` raises on its own process, and the others wait for the process
+group's timeout.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from bnlib import shards
 from bnlib.torch.batchnorm import _check_tensor, _numpy, batch_norm
 
-__all__ = ["SyncBatchNorm", "all_reduce_stats"]
+__all__ = ["SyncBatchNorm", "SyncBatchNormFunction", "all_reduce_stats"]
 
 
 def _all_reduce(values: np.ndarray, group: Any) -> np.ndarray:

@@ -9,7 +9,8 @@
     y = bn(np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32))
 
 The library: the functional forms (:func:`batch_norm` and its backward passes,
-:func:`ghost_batch_norm`, folding), the layers (:class:`BatchNorm1d` ...) and
+:func:`ghost_batch_norm`, folding, the shard statistics :func:`shard_stats` and
+:func:`merge_stats`), the layers (:class:`BatchNorm1d` ...) and
 :func:`set_num_threads`. Subpackages, imported on their own:
 
 - ``bnlib.torch``: the same inside PyTorch (an autograd Function, drop-in layers,

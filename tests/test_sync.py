@@ -9,6 +9,7 @@ The reference is PyTorch's own BatchNorm on the whole, concatenated batch.
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 import socket
 import subprocess
@@ -207,6 +208,33 @@ def test_convert_sync_batchnorm_shares_parameters_and_buffers():
     assert converted[1].running_var is bn.running_var
     single = SyncBatchNorm.convert_sync_batchnorm(torch.nn.BatchNorm2d(4).eval())
     assert isinstance(single, SyncBatchNorm) and not single.training
+
+
+def test_sync_batch_norm_signature_is_torchs():
+    ours = inspect.signature(SyncBatchNorm.__init__).parameters
+    theirs = inspect.signature(torch.nn.SyncBatchNorm.__init__).parameters
+    assert [(p.name, p.kind, p.default) for p in ours.values()] == [
+        (p.name, p.kind, p.default) for p in theirs.values()
+    ]
+
+
+def test_sync_batch_norm_without_bias_matches_torch():
+    layer = SyncBatchNorm(3, bias=False, dtype=torch.float64)
+    ref = torch.nn.BatchNorm1d(3, bias=False, dtype=torch.float64)
+    assert layer.bias is None
+    x = torch.randn(
+        5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    dy = torch.randn_like(x)
+    grads = []
+    for m in (layer, ref):
+        xt = x.clone().requires_grad_()
+        m(xt).backward(dy)
+        grads.append((xt.grad, m.weight.grad))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=TOL)
+    converted = SyncBatchNorm.convert_sync_batchnorm(ref)
+    assert converted.bias is None and converted.weight is ref.weight
 
 
 def test_sync_batch_norm_momentum_none_is_cumulative_average():

@@ -171,8 +171,8 @@ class SyncBatchNorm(_BatchNorm):
     ----------
     num_features : int
         ``C``; input ``(N, C, *)`` of any rank >= 2, float32 or float64, on the CPU.
-    eps, momentum, affine, track_running_stats, device, dtype
-        As in :class:`torch.nn.SyncBatchNorm`.
+    eps, momentum, affine, track_running_stats, device, dtype, bias
+        As in :class:`torch.nn.SyncBatchNorm` (``bias`` is keyword-only).
     process_group : ProcessGroup, optional
         The processes whose shards make up the batch (default: the whole world).
 
@@ -201,10 +201,13 @@ class SyncBatchNorm(_BatchNorm):
         process_group: Any = None,
         device: Any = None,
         dtype: Any = None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__(
-            num_features, eps, momentum, affine, track_running_stats, device, dtype
-        )
+            num_features, eps, momentum, affine, track_running_stats, device, dtype,
+            bias=bias,
+        )  # fmt: skip
         self.process_group = process_group
         self._peers_checked = False
 
@@ -281,7 +284,10 @@ class SyncBatchNorm(_BatchNorm):
 
 
 def _sync_copy(cls: type, bn: _BatchNorm, group: Any) -> SyncBatchNorm:
-    new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    new = cls(
+        bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+        bias=bn.bias is not None or not bn.affine,
+    )  # fmt: skip
     new.process_group = group
     if bn.affine:
         new.weight, new.bias = bn.weight, bn.bias

@@ -1,11 +1,13 @@
 """One process of a SyncBatchNorm run, for tests/test_sync.py.
 
-Launched by tests/test_sync.py as ``world`` subprocesses, or by torchrun; both set
-RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT. Usage: ``python sync_worker.py OUT``.
+Launched by tests/test_sync.py as 3 subprocesses, or by torchrun; both set RANK,
+WORLD_SIZE, MASTER_ADDR and MASTER_PORT. Usage: ``python sync_worker.py OUT``.
 Every process generates the same whole batches (fixed seeds) and works on its own
-shard; it writes what it computed to ``OUT/rank<r>.npz``, and the test compares the
-shards with one process on the whole batch. Several checks share one run, because
-starting processes that import torch costs seconds.
+shard; it writes what it computed to ``OUT/rank<r>.npz`` (keys ``w<P>/...`` for a
+group of ``P`` processes), and the test compares the shards with one process on the
+whole batch. All checks share one run, because starting processes that import torch
+costs seconds: the first two processes, as a process group of their own, check the
+2-process case, then all of them the 3-process case.
 """
 
 from __future__ import annotations
@@ -66,13 +68,13 @@ def _shard(a, sizes, rank):
     return a[lo : lo + sizes[rank]]
 
 
-def layer_case(rank, sizes, seed, dtype=np.float64, loc=0.5):
+def layer_case(rank, group, sizes, seed, dtype=np.float64, loc=0.5):
     """Two training steps (the first with a backward pass), then evaluation."""
     n = sum(sizes)
     x, dy, w, b = batch(n, seed, loc, dtype)
     x2 = batch(n, seed + 1, loc, dtype)[0]
     tdt = torch.float64 if dtype == np.float64 else torch.float32
-    layer = SyncBatchNorm(C, momentum=0.3, dtype=tdt)
+    layer = SyncBatchNorm(C, momentum=0.3, process_group=group, dtype=tdt)
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(w))
         layer.bias.copy_(torch.from_numpy(b))
@@ -96,10 +98,10 @@ def layer_case(rank, sizes, seed, dtype=np.float64, loc=0.5):
     return out
 
 
-def ddp_case(rank, world):
+def ddp_case(rank, world, group):
     """A few SGD steps of a small network inside DistributedDataParallel."""
-    model = SyncBatchNorm.convert_sync_batchnorm(make_model())
-    ddp = DistributedDataParallel(model)
+    model = SyncBatchNorm.convert_sync_batchnorm(make_model(), group)
+    ddp = DistributedDataParallel(model, process_group=group)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.5)
     sizes = [PER_RANK] * world
     for step in range(STEPS):
@@ -112,7 +114,7 @@ def ddp_case(rank, world):
     return {k: v.detach().numpy() for k, v in model.state_dict().items()}
 
 
-def error_case(rank, world):
+def error_case(rank, world, group):
     """Mismatched channel counts, one value in all: every process raises, none hangs."""
     messages = []
     setups = [
@@ -121,7 +123,7 @@ def error_case(rank, world):
         (3, None, 1 if rank == 0 else 0),  # one value per channel over all processes
     ]
     for features, channels, n in setups:
-        layer = SyncBatchNorm(features, dtype=torch.float64)
+        layer = SyncBatchNorm(features, process_group=group, dtype=torch.float64)
         x = torch.randn(n, channels or features, dtype=torch.float64)
         try:
             layer(x)
@@ -132,23 +134,36 @@ def error_case(rank, world):
     return {"errors": np.array(messages)}
 
 
-def main(out: Path) -> None:
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
-    dist.all_reduce = _counting_all_reduce
-    torch.set_num_threads(1)
-    results = {}
+def checks(rank, world, group):
+    """Every check of one process group of ``world`` processes, keyed by name."""
     cases = {
         "uneven": dict(sizes=SIZES[world], seed=1),
         "empty": dict(sizes=EMPTY[world], seed=2),
         "far32": dict(sizes=SIZES[world], seed=3, dtype=np.float32, loc=FAR),
     }
+    results = {}
     for name, kwargs in cases.items():
-        for key, v in layer_case(rank, **kwargs).items():
+        for key, v in layer_case(rank, group, **kwargs).items():
             results[f"{name}/{key}"] = v
-    for key, v in ddp_case(rank, world).items():
+    for key, v in ddp_case(rank, world, group).items():
         results[f"ddp/{key}"] = v
-    results.update(error_case(rank, world))
+    results.update(error_case(rank, world, group))
+    return results
+
+
+def main(out: Path) -> None:
+    """Run the checks on the first 2 processes (a subgroup) and on all of them."""
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    dist.all_reduce = _counting_all_reduce
+    torch.set_num_threads(1)
+    sizes = [p for p in SIZES if p <= world]
+    groups = {p: dist.new_group(list(range(p))) if p < world else None for p in sizes}
+    results = {}
+    for p, group in groups.items():
+        if rank < p:
+            results.update({f"w{p}/{k}": v for k, v in checks(rank, p, group).items()})
+        dist.barrier()  # the others wait until this group is done
     dist.destroy_process_group()
     np.savez(out / f"rank{rank}.npz", **results)
 

@@ -1,8 +1,9 @@
 """bnlib.torch.SyncBatchNorm: 2 and 3 CPU processes (gloo) against one process.
 
-Each world size is one run of ``tests/sync_worker.py`` (several checks per run, as
-starting a process that imports torch takes seconds), on a free port; every process
-and every collective has a timeout, so a hang fails the test instead of blocking.
+One run of ``tests/sync_worker.py`` on three processes checks both sizes (the first
+two processes form a process group of their own), as starting a process that imports
+torch takes seconds; it uses a free port, and every process and every collective has
+a timeout, so a hang fails the test instead of blocking.
 The reference is PyTorch's own BatchNorm on the whole, concatenated batch.
 """
 
@@ -57,11 +58,11 @@ def _load(out: Path, world: int) -> list[dict[str, np.ndarray]]:
     return [dict(np.load(out / f"rank{r}.npz")) for r in range(world)]
 
 
-@pytest.fixture(scope="module", params=[2, 3], ids=["2 processes", "3 processes"])
-def run(request, tmp_path_factory):
-    """The outputs of every process of one run, and the world size."""
-    world, port = request.param, free_port()
-    out = tmp_path_factory.mktemp(f"sync{world}")
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory):
+    """One run of three processes: what each wrote."""
+    world, port = 3, free_port()
+    out = tmp_path_factory.mktemp("sync")
     cmd = [sys.executable, str(HERE / "sync_worker.py"), str(out)]
     procs = [
         subprocess.Popen(
@@ -71,7 +72,22 @@ def run(request, tmp_path_factory):
         for r in range(world)
     ]  # fmt: skip
     _wait(procs)
-    return _load(out, world), world
+    return _load(out, world)
+
+
+def _group(ranks, world):
+    """The outputs of the group of the first ``world`` processes, unprefixed."""
+    prefix = f"w{world}/"
+    return [
+        {k.removeprefix(prefix): v for k, v in r.items() if k.startswith(prefix)}
+        for r in ranks[:world]
+    ]
+
+
+@pytest.fixture(params=[2, 3], ids=["2 processes", "3 processes"])
+def run(request, launch):
+    """The outputs of every process of one group, and the group's size."""
+    return _group(launch, request.param), request.param
 
 
 def _reference(sizes, seed, dtype=np.float64, loc=0.5):
@@ -269,7 +285,7 @@ def test_sync_batch_norm_under_torchrun(tmp_path):
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     _wait([proc])
-    ranks = _load(tmp_path, 2)
+    ranks = _group(_load(tmp_path, 2), 2)
     got, want = _gathered(ranks, "uneven"), _reference(sw.SIZES[2], 1)
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=0, atol=TOL, err_msg=key)

@@ -9,9 +9,9 @@
     y = bn(np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32))
 
 The library: the functional forms (:func:`batch_norm` and its backward passes,
-:func:`ghost_batch_norm`, folding, :func:`from_keras`), the layers
-(:class:`BatchNorm1d` ...) and :func:`set_num_threads`. Subpackages, imported on
-their own:
+:func:`ghost_batch_norm`, folding, :func:`from_keras`, the shard statistics
+:func:`shard_stats` and :func:`merge_stats`), the layers (:class:`BatchNorm1d` ...)
+and :func:`set_num_threads`. Subpackages, imported on their own:
 
 - ``bnlib.torch``: the same inside PyTorch (an autograd Function, drop-in layers,
   model helpers); needs the ``torch`` extra.
@@ -31,11 +31,13 @@ from bnlib.convert import from_keras
 from bnlib.fold import bn_affine, fold_batch_norm
 from bnlib.ghost import ghost_batch_norm, ghost_batch_norm_backward
 from bnlib.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from bnlib.shards import ShardStats, merge_stats, shard_stats
 
 __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",
+    "ShardStats",
     "__version__",
     "batch_norm",
     "batch_norm_backward",
@@ -47,5 +49,7 @@ __all__ = [
     "get_num_threads",
     "ghost_batch_norm",
     "ghost_batch_norm_backward",
+    "merge_stats",
     "set_num_threads",
+    "shard_stats",
 ]

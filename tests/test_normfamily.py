@@ -25,7 +25,7 @@ def test_ghost_norm_with_whole_batch_is_torch_batch_norm(rng):
 def test_ghost_norm_normalizes_each_ghost_batch(rng):
     x = torch.tensor(rng.normal(0, 10, size=(8, 3, 1, 1)), dtype=torch.float32)
     y = nf.GhostNorm2d(3, per_batch=2)(x).detach().numpy().reshape(4, 2, 3)
-    np.testing.assert_allclose(np.abs(y), 1, atol=1e-3)  # two values: -1 and +1
+    np.testing.assert_allclose(np.abs(y), 1, atol=1e-2)  # two values: -1 and +1
 
 
 @pytest.mark.parametrize("kind", ["bn", "renorm", "gn", "ln"])

@@ -48,7 +48,6 @@ from bnlib.instance import (
     instance_norm_backward,
 )
 from bnlib.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
-from bnlib.normalize import normalize, normalize_backward
 from bnlib.renorm import (
     BatchRenorm1d,
     BatchRenorm2d,
@@ -56,6 +55,7 @@ from bnlib.renorm import (
     batch_renorm_backward,
 )
 from bnlib.weight_norm import weight_norm, weight_norm_backward, weight_norm_init
+from bnlib.zscore import normalize, normalize_backward
 
 __all__ = [
     "BatchNorm1d",

@@ -1,6 +1,6 @@
 """LayerNorm, GroupNorm and RMSNorm: the normalization family without running state.
 
-Each member is :func:`bnlib.normalize.normalize` over its own set of axes, then a
+Each member is :func:`bnlib.normalize` over its own set of axes, then a
 per-element (LayerNorm, RMSNorm) or per-channel (GroupNorm) affine map. The
 functions mirror ``torch.nn.functional.layer_norm``, ``group_norm`` and
 ``rms_norm``; the ``*_backward`` functions give the gradients in closed form.
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bnlib.normalize import check_eps, standardized, standardized_backward
+from bnlib.zscore import check_eps, standardized, standardized_backward
 
 __all__ = [
     "group_norm",
@@ -142,7 +142,7 @@ def layer_norm(
 
     Notes
     -----
-    :func:`bnlib.normalize.normalize` over the trailing axes, then
+    :func:`bnlib.normalize` over the trailing axes, then
     ``y = gamma * x_hat + beta`` element-wise. It is BatchNorm applied to the
     transposed ``(features, examples)`` table, without running statistics.
 
@@ -180,7 +180,7 @@ def layer_norm_backward(
 
     Notes
     -----
-    With ``g = gamma * dy``, ``dx`` is :func:`bnlib.normalize.normalize_backward` of
+    With ``g = gamma * dy``, ``dx`` is :func:`bnlib.normalize_backward` of
     ``g``; ``dgamma = sum(dy * x_hat)`` and ``dbeta = sum(dy)`` over the leading axes.
     """
     x, shape, axes, w = _ln_setup(input, normalized_shape, weight)

@@ -23,7 +23,7 @@ from bnlib.family import (
     rms_norm,
     rms_norm_backward,
 )
-from bnlib.normalize import check_eps
+from bnlib.zscore import check_eps
 
 __all__ = ["GroupNorm", "LayerNorm", "RMSNorm"]
 

@@ -18,7 +18,7 @@ from bnlib._checks import check_momentum, check_running_buffer, check_stats_pair
 from bnlib.batchnorm import batch_norm, batch_norm_eval_backward
 from bnlib.family import float_input, param
 from bnlib.modules import _BatchNorm
-from bnlib.normalize import check_eps, standardized, standardized_backward
+from bnlib.zscore import check_eps, standardized, standardized_backward
 
 __all__ = [
     "InstanceNorm1d",
@@ -125,7 +125,7 @@ def instance_norm_backward(
 
     Notes
     -----
-    :func:`bnlib.normalize.normalize_backward` over the spatial axes of each
+    :func:`bnlib.normalize_backward` over the spatial axes of each
     instance, applied to ``g = gamma * dy``.
     """
     x = float_input(input, min_ndim=2)

@@ -28,7 +28,7 @@ from bnlib._checks import (
 )
 from bnlib.batchnorm import batch_norm
 from bnlib.modules import _BatchNorm
-from bnlib.normalize import check_eps, standardized_backward
+from bnlib.zscore import check_eps, standardized_backward
 
 __all__ = [
     "BatchRenorm1d",

@@ -103,8 +103,11 @@ def _affine(x_hat: np.ndarray, w: Any, b: Any, dtype: np.dtype) -> np.ndarray:
 
 
 def rms_eps(eps: float | None, dtype: np.dtype) -> float:
-    """torch's default for ``eps=None``: the machine epsilon of ``dtype``."""
-    return float(np.finfo(dtype).eps) if eps is None else check_eps(eps)
+    """torch's default for ``eps=None``: the machine epsilon of the dtype torch
+    computes in (float32 for float16 input, else ``dtype`` itself)."""
+    if eps is not None:
+        return check_eps(eps)
+    return float(np.finfo(np.float32 if dtype == np.float16 else dtype).eps)
 
 
 def _ln_setup(
@@ -294,8 +297,9 @@ def rms_norm(
     normalized_shape : int or tuple of ints
     weight : array_like, shape ``normalized_shape``, optional
     eps : float or None
-        Added to the mean square; None means ``numpy.finfo(input.dtype).eps``,
-        torch's default.
+        Added to the mean square; None means torch's default, the machine epsilon
+        of the dtype it computes in: ``numpy.finfo(input.dtype).eps``, float32's
+        for float16 input.
 
     Returns
     -------

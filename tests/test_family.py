@@ -105,6 +105,9 @@ def test_rms_norm_default_eps_is_dtype_machine_epsilon():
     np.testing.assert_allclose(bnlib.rms_norm(x, 3), ref, rtol=1e-6)
     expected = 1e-5 / np.sqrt(1e-10 + np.finfo(np.float32).eps)
     np.testing.assert_allclose(bnlib.rms_norm(x, 3), expected, rtol=1e-6)
+    x16 = np.full((2, 3), 1e-2, dtype=np.float16)  # computed in float32, as torch does
+    ref16 = F.rms_norm(torch.tensor(x16), (3,)).numpy()
+    np.testing.assert_allclose(bnlib.rms_norm(x16, 3), ref16, rtol=1e-3)
 
 
 IN_SHAPES = [(4, 3, 5), (3, 2, 4, 5), (2, 3, 2, 3, 4)]

@@ -20,6 +20,10 @@ from torch import nn
 from bnlib.lab.experiments import Split, accuracy
 
 __all__ = [
+    "BATCH",
+    "GN_GROUPS",
+    "RENORM_LIMITS",
+    "WIDTH",
     "GhostNorm2d",
     "adapt_bn",
     "draw_norm_cube",
@@ -29,6 +33,12 @@ __all__ = [
     "shift_digits",
     "train_net",
 ]
+
+
+BATCH = 32  # examples per SGD step
+GN_GROUPS = 4  # GroupNorm's groups
+RENORM_LIMITS = (2.0, 1.0)  # Batch Renorm's r_max, d_max
+WIDTH = 64  # hidden units per layer of the MLP
 
 
 class GhostNorm2d(nn.Module):
@@ -74,15 +84,15 @@ def _norm(kind: str, c: int, per_batch: int) -> nn.Module:
     if kind == "bn":
         return GhostNorm2d(c, per_batch)
     if kind == "renorm":
-        return GhostNorm2d(c, per_batch, r_max=2.0, d_max=1.0)
+        return GhostNorm2d(c, per_batch, *RENORM_LIMITS)
     if kind == "gn":
-        return nn.GroupNorm(4, c)
+        return nn.GroupNorm(GN_GROUPS, c)
     if kind == "ln":
         return nn.GroupNorm(1, c)  # LayerNorm over (C, H, W), as in Wu and He
     raise ValueError(f"kind must be 'bn', 'renorm', 'gn' or 'ln', got {kind!r}")
 
 
-def make_convnet(kind: str, per_batch: int = 32, width: int = 8, seed: int = 0):
+def make_convnet(kind: str, per_batch: int = BATCH, width: int = 8, seed: int = 0):
     """conv(1->w) - norm - relu - conv(w->2w, stride 2) - norm - relu - linear."""
     torch.manual_seed(seed)
     return nn.Sequential(
@@ -97,7 +107,7 @@ def make_convnet(kind: str, per_batch: int = 32, width: int = 8, seed: int = 0):
     )
 
 
-def make_net(kind: str, per_batch: int = 32, width: int = 64, seed: int = 0):
+def make_net(kind: str, per_batch: int = BATCH, width: int = WIDTH, seed: int = 0):
     """64 - w - w - 10 with a norm layer after each hidden linear layer."""
     torch.manual_seed(seed)
     layers: list[nn.Module] = [nn.Flatten()]
@@ -115,13 +125,13 @@ def images(x: torch.Tensor) -> torch.Tensor:
 def train_net(
     model: nn.Module, split: Split, steps: int = 200, seed: int = 0, lr: float = 0.05
 ) -> float:
-    """SGD with momentum on batches of 32; returns the test accuracy (eval mode)."""
+    """SGD with momentum on batches of ``BATCH``; returns the test accuracy (eval)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     x, y = images(split.x_train), split.y_train
     model.train()
     for _ in range(steps):
-        idx = torch.randint(len(y), (32,), generator=gen)
+        idx = torch.randint(len(y), (BATCH,), generator=gen)
         opt.zero_grad()
         F.cross_entropy(model(x[idx]), y[idx]).backward()
         opt.step()

@@ -222,6 +222,7 @@ class _BatchRenorm(_BatchNorm):
         )
         self.r: np.ndarray | None = None
         self.d: np.ndarray | None = None
+        self._renorm_saved: dict[str, Any] | None = None  # None: BatchNorm's backward
 
     def __repr__(self) -> str:
         return (
@@ -236,6 +237,7 @@ class _BatchRenorm(_BatchNorm):
         and ``self.d``."""
         x = self._check_input(input)
         if not self.training and self.track_running_stats:
+            self._renorm_saved = None
             return super().forward(x)
         factor = self._momentum_for_step()
         c, dt = self.num_features, np.float64
@@ -245,8 +247,7 @@ class _BatchRenorm(_BatchNorm):
             x, self.running_mean, self.running_var, gamma, beta,
             factor, self.eps, self.r_max, self.d_max,
         )  # fmt: skip
-        self._saved = {"input": x, "use_batch": True, "weight": gamma, "r": self.r,
-                       "d": self.d}  # fmt: skip
+        self._renorm_saved = {"input": x, "weight": gamma, "r": self.r, "d": self.d}
         return y
 
     __call__ = forward
@@ -254,8 +255,8 @@ class _BatchRenorm(_BatchNorm):
     def backward(self, grad_output: Any) -> np.ndarray:
         """``dl/dx`` of the last forward pass (``r``, ``d`` constant); sets
         ``weight_grad`` and ``bias_grad``."""
-        s = self._saved
-        if s is None or not s["use_batch"]:
+        s = self._renorm_saved
+        if s is None:  # eval mode, or before any forward pass
             return super().backward(grad_output)
         dy = as_float_input(grad_output, "grad_output")
         check_same_shape(dy, s["input"], "grad_output", "the last forward input")

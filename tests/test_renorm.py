@@ -167,6 +167,8 @@ def test_batch_renorm_layer_errors_leave_state_untouched():
     with pytest.raises(ValueError, match="eps"):
         bnlib.BatchRenorm1d(3, eps=0)
     layer = bnlib.BatchRenorm2d(3)
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward(np.ones((2, 3, 2, 2)))
     for bad in (np.ones((2, 3, 4)), np.ones((2, 4, 2, 2)), np.ones((1, 3, 1, 1))):
         with pytest.raises(ValueError):
             layer(bad)

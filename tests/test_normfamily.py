@@ -13,6 +13,15 @@ from bnlib.lab.experiments import load_digits_split
 matplotlib.use("Agg")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets: one thread avoids thread overhead on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_ghost_norm_with_whole_batch_is_torch_batch_norm(rng):
     x = torch.tensor(rng.normal(1, 2, size=(8, 3, 2, 2)), dtype=torch.float32)
     ours, ref = nf.GhostNorm2d(3, per_batch=8), torch.nn.BatchNorm2d(3)

@@ -34,8 +34,6 @@ from bnlib.family import (
     group_norm_backward,
     layer_norm,
     layer_norm_backward,
-    rms_norm,
-    rms_norm_backward,
 )
 from bnlib.family_modules import GroupNorm, LayerNorm, RMSNorm
 from bnlib.fold import bn_affine, fold_batch_norm
@@ -54,6 +52,7 @@ from bnlib.renorm import (
     batch_renorm,
     batch_renorm_backward,
 )
+from bnlib.rmsnorm import rms_norm, rms_norm_backward
 from bnlib.weight_norm import weight_norm, weight_norm_backward, weight_norm_init
 from bnlib.zscore import normalize, normalize_backward
 

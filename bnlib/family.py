@@ -1,11 +1,11 @@
-"""LayerNorm, GroupNorm and RMSNorm: the normalization family without running state.
+"""LayerNorm and GroupNorm: the normalization family without running state.
 
 Each member is :func:`bnlib.normalize` over its own set of axes, then a
 per-element (LayerNorm, RMSNorm) or per-channel (GroupNorm) affine map. The
-functions mirror ``torch.nn.functional.layer_norm``, ``group_norm`` and
-``rms_norm``; the ``*_backward`` functions give the gradients in closed form.
-InstanceNorm, which keeps running statistics as BatchNorm does, is in
-:mod:`bnlib.instance`.
+functions mirror ``torch.nn.functional.layer_norm`` and ``group_norm``; the
+``*_backward`` functions give the gradients in closed form. RMSNorm is in
+:mod:`bnlib.rmsnorm`; InstanceNorm, which keeps running statistics as BatchNorm does,
+in :mod:`bnlib.instance`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ __all__ = [
     "group_norm_backward",
     "layer_norm",
     "layer_norm_backward",
-    "rms_norm",
-    "rms_norm_backward",
 ]
 
 _Grads = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -90,27 +88,19 @@ def param(v: Any, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
     return arr.astype(np.float64)
 
 
-def _same_shape(dy: np.ndarray, x: np.ndarray) -> None:
+def same_shape(dy: np.ndarray, x: np.ndarray) -> None:
     if dy.shape != x.shape:
         raise ValueError(
             f"grad_output must have the same shape as input {x.shape}, got {dy.shape}"
         )
 
 
-def _affine(x_hat: np.ndarray, w: Any, b: Any, dtype: np.dtype) -> np.ndarray:
+def affine(x_hat: np.ndarray, w: Any, b: Any, dtype: np.dtype) -> np.ndarray:
     y = x_hat if w is None else x_hat * w
     return (y if b is None else y + b).astype(dtype)
 
 
-def rms_eps(eps: float | None, dtype: np.dtype) -> float:
-    """torch's default for ``eps=None``: the machine epsilon of the dtype torch
-    computes in (float32 for float16 input, else ``dtype`` itself)."""
-    if eps is not None:
-        return check_eps(eps)
-    return float(np.finfo(np.float32 if dtype == np.float16 else dtype).eps)
-
-
-def _ln_setup(
+def trailing_setup(
     input: Any, normalized_shape: Any, weight: Any
 ) -> tuple[np.ndarray, tuple[int, ...], tuple[int, ...], np.ndarray | None]:
     x = float_input(input)
@@ -153,13 +143,13 @@ def layer_norm(
     --------
     layer_norm_backward, bnlib.LayerNorm
     """
-    x, shape, axes, w = _ln_setup(input, normalized_shape, weight)
+    x, shape, axes, w = trailing_setup(input, normalized_shape, weight)
     b = param(bias, "bias", shape)
     x_hat, _ = standardized(x, axes, check_eps(eps))
-    return _affine(x_hat, w, b, x.dtype)
+    return affine(x_hat, w, b, x.dtype)
 
 
-def _lead_sums(dy: np.ndarray, x_hat: np.ndarray, k: int) -> tuple[Any, Any]:
+def lead_sums(dy: np.ndarray, x_hat: np.ndarray, k: int) -> tuple[Any, Any]:
     """``sum(dy * x_hat)`` and ``sum(dy)`` over all but the last ``k`` axes."""
     lead = tuple(range(dy.ndim - k))
     return (dy * x_hat).sum(axis=lead), dy.sum(axis=lead)
@@ -186,13 +176,13 @@ def layer_norm_backward(
     With ``g = gamma * dy``, ``dx`` is :func:`bnlib.normalize_backward` of
     ``g``; ``dgamma = sum(dy * x_hat)`` and ``dbeta = sum(dy)`` over the leading axes.
     """
-    x, shape, axes, w = _ln_setup(input, normalized_shape, weight)
+    x, shape, axes, w = trailing_setup(input, normalized_shape, weight)
     dy = float_input(grad_output, "grad_output")
-    _same_shape(dy, x)
+    same_shape(dy, x)
     x_hat, rstd = standardized(x, axes, check_eps(eps))
     dy64 = dy.astype(np.float64)
     dx = standardized_backward(dy64 if w is None else dy64 * w, x_hat, rstd, axes)
-    dw, db = _lead_sums(dy64, x_hat, len(shape))
+    dw, db = lead_sums(dy64, x_hat, len(shape))
     return dx.astype(x.dtype), dw.astype(x.dtype), db.astype(x.dtype)
 
 
@@ -252,7 +242,7 @@ def group_norm(
     c = (x.shape[1],)
     w, b = param(weight, "weight", c), param(bias, "bias", c)
     x_hat, _ = standardized(xg, (2,), check_eps(eps))
-    return _affine(x_hat.reshape(x.shape), _per_channel(w, x.ndim),
+    return affine(x_hat.reshape(x.shape), _per_channel(w, x.ndim),
                    _per_channel(b, x.ndim), x.dtype)  # fmt: skip
 
 
@@ -275,7 +265,7 @@ def group_norm_backward(
     xg = _groups(x, num_groups)
     w = param(weight, "weight", (x.shape[1],))
     dy = float_input(grad_output, "grad_output")
-    _same_shape(dy, x)
+    same_shape(dy, x)
     x_hat, rstd = standardized(xg, (2,), check_eps(eps))
     dy64 = dy.astype(np.float64)
     g = dy64 if w is None else dy64 * _per_channel(w, x.ndim)
@@ -284,62 +274,3 @@ def group_norm_backward(
     dw = (dy64 * x_hat.reshape(x.shape)).sum(axis=other)
     db = dy64.sum(axis=other)
     return dx.reshape(x.shape).astype(x.dtype), dw.astype(x.dtype), db.astype(x.dtype)
-
-
-def rms_norm(
-    input: Any, normalized_shape: Any, weight: Any = None, eps: float | None = None
-) -> np.ndarray:
-    """Root-mean-square normalization, as ``torch.nn.functional.rms_norm``.
-
-    Parameters
-    ----------
-    input : ndarray, shape ``(*, *normalized_shape)``
-    normalized_shape : int or tuple of ints
-    weight : array_like, shape ``normalized_shape``, optional
-    eps : float or None
-        Added to the mean square; None means torch's default, the machine epsilon
-        of the dtype it computes in: ``numpy.finfo(input.dtype).eps``, float32's
-        for float16 input.
-
-    Returns
-    -------
-    ndarray, shape and dtype of ``input``
-
-    Notes
-    -----
-    LayerNorm without the mean: ``y = gamma * x / sqrt(mean(x**2) + eps)`` over the
-    trailing axes (Zhang and Sennrich, 2019). No bias.
-
-    See Also
-    --------
-    rms_norm_backward, bnlib.RMSNorm
-    """
-    x, _, axes, w = _ln_setup(input, normalized_shape, weight)
-    x_hat, _ = standardized(x, axes, rms_eps(eps, x.dtype), center=False)
-    return _affine(x_hat, w, None, x.dtype)
-
-
-def rms_norm_backward(
-    grad_output: Any,
-    input: Any,
-    normalized_shape: Any,
-    weight: Any = None,
-    eps: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of :func:`rms_norm`: ``(grad_input, grad_weight)``.
-
-    Notes
-    -----
-    With ``g = gamma * dy`` and ``r = 1 / sqrt(mean(x**2) + eps)``,
-    ``dx = r * (g - x_hat * mean(g * x_hat))``: the LayerNorm gradient without the
-    ``mean(g)`` term. ``grad_weight = sum(dy * x_hat)`` over the leading axes.
-    """
-    x, shape, axes, w = _ln_setup(input, normalized_shape, weight)
-    dy = float_input(grad_output, "grad_output")
-    _same_shape(dy, x)
-    x_hat, rstd = standardized(x, axes, rms_eps(eps, x.dtype), center=False)
-    dy64 = dy.astype(np.float64)
-    g = dy64 if w is None else dy64 * w
-    dx = standardized_backward(g, x_hat, rstd, axes, center=False)
-    dw, _ = _lead_sums(dy64, x_hat, len(shape))
-    return dx.astype(x.dtype), dw.astype(x.dtype)

@@ -20,9 +20,8 @@ from bnlib.family import (
     group_norm_backward,
     layer_norm,
     layer_norm_backward,
-    rms_norm,
-    rms_norm_backward,
 )
+from bnlib.rmsnorm import rms_norm, rms_norm_backward
 from bnlib.zscore import check_eps
 
 __all__ = ["GroupNorm", "LayerNorm", "RMSNorm"]

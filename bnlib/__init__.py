@@ -9,11 +9,11 @@
     y = bn(np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32))
 
 The library: the functional forms (:func:`batch_norm` and its backward passes,
-:func:`ghost_batch_norm`, folding), the layers (:class:`BatchNorm1d` ...),
-the normalization family (:func:`layer_norm`, :func:`group_norm`,
-:func:`instance_norm`, :func:`rms_norm`, :func:`batch_renorm`, :func:`weight_norm`,
-their backward passes and layers, all on the one z-score of :func:`normalize`) and
-:func:`set_num_threads`. Subpackages, imported on their own:
+:func:`ghost_batch_norm`, folding, :func:`from_keras`), the layers
+(:class:`BatchNorm1d` ...), the normalization family (:func:`layer_norm`,
+:func:`group_norm`, :func:`instance_norm`, :func:`rms_norm`, :func:`batch_renorm`,
+:func:`weight_norm`, their backward passes and layers, all on the one z-score of
+:func:`normalize`) and :func:`set_num_threads`. Subpackages, imported on their own:
 
 - ``bnlib.torch``: the same inside PyTorch (an autograd Function, drop-in layers,
   model helpers); needs the ``torch`` extra.
@@ -29,6 +29,7 @@ from bnlib.batchnorm import (
     batch_norm_eval_backward,
     batch_stats,
 )
+from bnlib.convert import from_keras
 from bnlib.family import (
     group_norm,
     group_norm_backward,
@@ -77,6 +78,7 @@ __all__ = [
     "batch_stats",
     "bn_affine",
     "fold_batch_norm",
+    "from_keras",
     "get_num_threads",
     "ghost_batch_norm",
     "ghost_batch_norm_backward",

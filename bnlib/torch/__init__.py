@@ -18,6 +18,7 @@ from bnlib.torch.batchnorm import (  # noqa: E402
 )
 from bnlib.torch.fold import fold_bn_module, fold_sequential  # noqa: E402
 from bnlib.torch.ghost import GhostBatchNorm1d, to_ghost  # noqa: E402
+from bnlib.torch.recalibrate import freeze_bn, recalibrate_bn  # noqa: E402
 
 __all__ = [
     "BatchNorm1d",
@@ -28,5 +29,7 @@ __all__ = [
     "batch_norm",
     "fold_bn_module",
     "fold_sequential",
+    "freeze_bn",
+    "recalibrate_bn",
     "to_ghost",
 ]

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bnlib
 
@@ -223,3 +225,21 @@ def test_family_does_not_modify_inputs(rng):
     bnlib.rms_norm_backward(dy, x, 3)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(dy, dy0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    k=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_layer_and_rms_norm_match_torch_for_any_shape(shape, k, seed):
+    gen = np.random.default_rng(seed)
+    ns = tuple(shape[-k:])
+    x, dy, w = gen.normal(size=shape), gen.normal(size=shape), gen.normal(size=ns)
+    _, dx_ln, (dw_ln,) = _torch_grads(lambda t, wt: F.layer_norm(t, ns, wt), x, dy, w)
+    dx, dw, _ = bnlib.layer_norm_backward(dy, x, ns, w)
+    _close(dx, dx_ln, 1e-8)
+    _close(dw, dw_ln, 1e-8)
+    _, dx_rms, _ = _torch_grads(lambda t, wt: F.rms_norm(t, ns, wt), x, dy, w)
+    _close(bnlib.rms_norm_backward(dy, x, ns, w)[0], dx_rms, 1e-8)

@@ -249,6 +249,12 @@ class InstanceNorm1d(_InstanceNorm):
         False); eval mode then normalizes with them.
     dtype : numpy floating dtype
 
+    Notes
+    -----
+    Input with a channel count other than ``num_features`` raises ``ValueError``,
+    also without ``affine`` (where torch only warns). ``num_batches_tracked`` is
+    kept in the state dict but, as in torch, never counted up.
+
     See Also
     --------
     instance_norm, torch.nn.InstanceNorm1d

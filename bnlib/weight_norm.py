@@ -46,8 +46,12 @@ def _g(g: Any, shape: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(g)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"g must have a floating dtype, got dtype {arr.dtype}")
-    if arr.shape != shape and not (arr.size == 1 and np.prod(shape) == 1):
-        raise ValueError(f"g must have shape {shape}, got shape {arr.shape}")
+    flat_ok = arr.ndim <= 1 and arr.size == int(np.prod(shape))
+    if arr.shape != shape and not flat_ok:
+        raise ValueError(
+            f"g must have shape {shape} (or be a vector of {int(np.prod(shape))} "
+            f"values), got shape {arr.shape}"
+        )
     return arr.reshape(shape).astype(np.float64)
 
 
@@ -73,7 +77,8 @@ def weight_norm(v: Any, g: Any, dim: int | None = 0) -> np.ndarray:
         The direction, of the weight's shape.
     g : ndarray
         The length: shape of ``v`` with 1 on every axis but ``dim`` (e.g.
-        ``(out, 1)`` for a ``(out, in)`` weight and ``dim=0``).
+        ``(out, 1)`` for a ``(out, in)`` weight and ``dim=0``), as torch's
+        ``original0``; a flat vector of as many values is accepted too.
     dim : int or None
         The axis that keeps one length per index; None or -1: one length.
 

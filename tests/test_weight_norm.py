@@ -82,3 +82,16 @@ def test_weight_norm_rows_have_length_g(rng):
 def test_weight_norm_bad_input_raises_clear_error(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+def test_weight_norm_accepts_flat_g(rng):
+    v, dw = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    g = rng.uniform(1, 2, size=4)
+    np.testing.assert_allclose(
+        bnlib.weight_norm(v, g), bnlib.weight_norm(v, g[:, None])
+    )
+    grad_v, grad_g = bnlib.weight_norm_backward(dw, v, g)
+    assert grad_g.shape == (4,)
+    np.testing.assert_allclose(
+        grad_g, bnlib.weight_norm_backward(dw, v, g[:, None])[1][:, 0]
+    )

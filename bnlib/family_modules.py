@@ -2,8 +2,9 @@
 
 These layers keep no running statistics, so training and eval mode compute the
 same thing; ``train()`` and ``eval()`` exist for a uniform interface. Each layer
-has a hand-written ``backward(grad_output)`` that returns ``dl/dx`` and sets
-``weight_grad`` and ``bias_grad``. The InstanceNorm layers, which may keep
+has a hand-written ``backward(grad_output)`` that returns ``dl/dx`` and adds into
+``weight_grad`` and ``bias_grad`` (cleared by ``zero_grad``), as
+:class:`bnlib.BatchNorm1d` does. The InstanceNorm layers, which may keep
 running statistics, are in :mod:`bnlib.instance`.
 """
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bnlib._checks import MixedDtypeError, check_bool, check_device, float_dtype
+from bnlib._state import StateDictMixin
 from bnlib.family import (
     as_shape,
     float_input,
@@ -27,18 +30,21 @@ from bnlib.zscore import check_eps
 __all__ = ["GroupNorm", "LayerNorm", "RMSNorm"]
 
 
-def _float_dtype(dtype: Any) -> np.dtype:
-    dt = np.dtype(dtype)
-    if not np.issubdtype(dt, np.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dt}")
-    return dt
+def _accumulate(total: np.ndarray | None, grad: np.ndarray) -> np.ndarray:
+    """``total + grad`` in place, as PyTorch adds into ``.grad``; ``grad`` if None."""
+    if total is None:
+        return grad.copy()
+    total += grad
+    return total
 
 
-class _Stateless:
-    """Modes, parameters, state dict and the saved forward input."""
+class _Stateless(StateDictMixin):
+    """Modes, parameters, gradients, state dict and the saved forward input, with
+    the contract of :class:`bnlib.BatchNorm1d`."""
 
     weight: np.ndarray | None
     bias: np.ndarray | None
+    dtype: np.dtype
 
     def _init_params(self, shape: tuple[int, ...], weight: bool, bias: bool) -> None:
         self.training = True
@@ -48,16 +54,32 @@ class _Stateless:
         self.bias_grad: np.ndarray | None = None
         self._input: np.ndarray | None = None
 
+    def __call__(self, input: Any) -> np.ndarray:
+        """``self.forward(input)``."""
+        return self.forward(input)
+
+    def forward(self, input: Any) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def train(self, mode: bool = True) -> _Stateless:
         """Set the mode flag (no effect on the output); returns self."""
-        if not isinstance(mode, (bool, np.bool_)):
-            raise TypeError(f"training mode must be a bool, got {type(mode).__name__}")
-        self.training = bool(mode)
+        self.training = check_bool(mode, "training mode")
         return self
 
     def eval(self) -> _Stateless:
         """Same as ``train(False)``; returns self."""
         return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear ``weight_grad`` and ``bias_grad`` (None, or zeros); :meth:`backward`
+        adds into them, as PyTorch adds into ``.grad``."""
+        check_bool(set_to_none, "set_to_none")
+        for name in ("weight_grad", "bias_grad"):
+            grad = getattr(self, name)
+            if set_to_none or grad is None:
+                setattr(self, name, None)
+            else:
+                grad.fill(0)
 
     def reset_parameters(self) -> None:
         """gamma = 1, beta = 0."""
@@ -69,44 +91,31 @@ class _Stateless:
     def _state_keys(self) -> list[str]:
         return [k for k in ("weight", "bias") if getattr(self, k) is not None]
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters, under PyTorch's key names."""
-        return {k: getattr(self, k).copy() for k in self._state_keys()}
+    def _checked_entry(self, key: str, value: Any) -> np.ndarray:
+        arr = np.asarray(value)
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise TypeError(f"{key} must have a floating dtype, got {arr.dtype}")
+        shape = getattr(self, key).shape
+        if arr.shape != shape:
+            raise ValueError(f"{key} must have shape {shape}, got {arr.shape}")
+        return arr
 
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
-        """Load parameters (numpy arrays or CPU tensors); all checked before any
-        is written, so a bad state dict leaves the layer unchanged."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(
-                f"state_dict must be a dict, got {type(state_dict).__name__}"
+    def _check_dtype(self, x: np.ndarray) -> None:
+        """As in PyTorch: with parameters, the input must have their dtype (float16
+        is accepted by a float32 layer)."""
+        half = x.dtype == np.float16 and self.dtype == np.float32
+        if self.weight is not None and x.dtype != self.dtype and not half:
+            raise MixedDtypeError(
+                f"mixed dtype: the layer's parameters are {self.dtype}, the input is "
+                f"{x.dtype}; convert one to the other"
             )
-        expected = self._state_keys()
-        missing = [k for k in expected if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in expected]
-        if strict and (missing or unexpected):
-            raise ValueError(
-                f"state_dict does not match {self!r}: missing keys {missing}, "
-                f"unexpected keys {unexpected}"
-            )
-        staged = {}
-        for k in expected:
-            if k not in state_dict:
-                continue
-            arr = np.asarray(state_dict[k])
-            if not np.issubdtype(arr.dtype, np.floating):
-                raise TypeError(f"{k} must have a floating dtype, got {arr.dtype}")
-            if arr.shape != getattr(self, k).shape:
-                raise ValueError(
-                    f"{k} must have shape {getattr(self, k).shape}, got {arr.shape}"
-                )
-            staged[k] = arr
-        for k, arr in staged.items():
-            getattr(self, k)[...] = arr
 
     def _saved_input(self, grad_output: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The input of the last forward pass, freed: one backward per forward."""
         if self._input is None:
             raise RuntimeError(
-                "backward() called before forward(): nothing to differentiate"
+                "backward() needs a forward() first: the input is kept only until "
+                "one backward()"
             )
         dy = float_input(grad_output, "grad_output")
         if dy.shape != self._input.shape:
@@ -114,13 +123,14 @@ class _Stateless:
                 f"grad_output must have the shape of the last forward input "
                 f"{self._input.shape}, got {dy.shape}"
             )
-        return dy, self._input
+        x, self._input = self._input, None
+        return dy, x
 
-    def _set_grads(self, dw: np.ndarray, db: np.ndarray | None) -> None:
+    def _add_grads(self, dw: np.ndarray, db: np.ndarray | None) -> None:
         if self.weight is not None:
-            self.weight_grad = dw.astype(self.dtype)
+            self.weight_grad = _accumulate(self.weight_grad, dw.astype(self.dtype))
         if self.bias is not None and db is not None:
-            self.bias_grad = db.astype(self.dtype)
+            self.bias_grad = _accumulate(self.bias_grad, db.astype(self.dtype))
 
 
 class LayerNorm(_Stateless):
@@ -135,7 +145,10 @@ class LayerNorm(_Stateless):
         Learn ``weight`` (and ``bias``), of shape ``normalized_shape``.
     bias : bool
         Learn ``bias`` too (only with ``elementwise_affine``).
-    dtype : numpy floating dtype
+    device : None or "cpu"
+        For PyTorch's signature; bnlib computes on the CPU.
+    dtype : numpy or torch floating dtype, optional
+        dtype of the parameters (default float32); inputs must have it.
 
     See Also
     --------
@@ -148,12 +161,14 @@ class LayerNorm(_Stateless):
         eps: float = 1e-5,
         elementwise_affine: bool = True,
         bias: bool = True,
-        dtype: Any = np.float32,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
         self.normalized_shape = as_shape(normalized_shape)
         self.eps = check_eps(eps)
         self.elementwise_affine = bool(elementwise_affine)
-        self.dtype = _float_dtype(dtype)
+        check_device(device)
+        self.dtype = float_dtype(dtype)
         affine = self.elementwise_affine
         self._init_params(self.normalized_shape, affine, affine and bool(bias))
 
@@ -165,19 +180,19 @@ class LayerNorm(_Stateless):
 
     def forward(self, input: Any) -> np.ndarray:
         """``layer_norm(input, normalized_shape, weight, bias, eps)``."""
-        y = layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
-        self._input = np.asarray(input)
+        x = float_input(input)
+        self._check_dtype(x)
+        y = layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        self._input = x
         return y
 
-    __call__ = forward
-
     def backward(self, grad_output: Any) -> np.ndarray:
-        """``dl/dx`` of the last forward pass; sets ``weight_grad``, ``bias_grad``."""
+        """``dl/dx`` of the last forward; adds into ``weight_grad``, ``bias_grad``."""
         dy, x = self._saved_input(grad_output)
         dx, dw, db = layer_norm_backward(
             dy, x, self.normalized_shape, self.weight, self.eps
         )
-        self._set_grads(dw, db)
+        self._add_grads(dw, db)
         return dx
 
 
@@ -193,7 +208,10 @@ class GroupNorm(_Stateless):
         > 0.
     affine : bool
         Learn per-channel ``weight`` and ``bias``.
-    dtype : numpy floating dtype
+    device : None or "cpu"
+        For PyTorch's signature; bnlib computes on the CPU.
+    dtype : numpy or torch floating dtype, optional
+        dtype of the parameters (default float32); inputs must have it.
 
     See Also
     --------
@@ -206,7 +224,8 @@ class GroupNorm(_Stateless):
         num_channels: int,
         eps: float = 1e-5,
         affine: bool = True,
-        dtype: Any = np.float32,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
         for name, v in (("num_groups", num_groups), ("num_channels", num_channels)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -221,7 +240,8 @@ class GroupNorm(_Stateless):
         self.num_groups, self.num_channels = int(num_groups), int(num_channels)
         self.eps = check_eps(eps)
         self.affine = bool(affine)
-        self.dtype = _float_dtype(dtype)
+        check_device(device)
+        self.dtype = float_dtype(dtype)
         self._init_params((self.num_channels,), self.affine, self.affine)
 
     def __repr__(self) -> str:
@@ -237,6 +257,7 @@ class GroupNorm(_Stateless):
                 f"expected input with {self.num_channels} channels on axis 1, "
                 f"got {x.shape[1]} (input shape {x.shape})"
             )
+        self._check_dtype(x)
         return x
 
     def forward(self, input: Any) -> np.ndarray:
@@ -246,13 +267,11 @@ class GroupNorm(_Stateless):
         self._input = x
         return y
 
-    __call__ = forward
-
     def backward(self, grad_output: Any) -> np.ndarray:
-        """``dl/dx`` of the last forward pass; sets ``weight_grad``, ``bias_grad``."""
+        """``dl/dx`` of the last forward; adds into ``weight_grad``, ``bias_grad``."""
         dy, x = self._saved_input(grad_output)
         dx, dw, db = group_norm_backward(dy, x, self.num_groups, self.weight, self.eps)
-        self._set_grads(dw, db)
+        self._add_grads(dw, db)
         return dx
 
 
@@ -266,7 +285,10 @@ class RMSNorm(_Stateless):
         None: the machine epsilon of the input's dtype, as in torch.
     elementwise_affine : bool
         Learn ``weight`` of shape ``normalized_shape``.
-    dtype : numpy floating dtype
+    device : None or "cpu"
+        For PyTorch's signature; bnlib computes on the CPU.
+    dtype : numpy or torch floating dtype, optional
+        dtype of the parameters (default float32); inputs must have it.
 
     See Also
     --------
@@ -278,12 +300,14 @@ class RMSNorm(_Stateless):
         normalized_shape: Any,
         eps: float | None = None,
         elementwise_affine: bool = True,
-        dtype: Any = np.float32,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
         self.normalized_shape = as_shape(normalized_shape)
         self.eps = None if eps is None else check_eps(eps)
         self.elementwise_affine = bool(elementwise_affine)
-        self.dtype = _float_dtype(dtype)
+        check_device(device)
+        self.dtype = float_dtype(dtype)
         self._init_params(self.normalized_shape, self.elementwise_affine, False)
 
     def __repr__(self) -> str:
@@ -294,15 +318,15 @@ class RMSNorm(_Stateless):
 
     def forward(self, input: Any) -> np.ndarray:
         """``rms_norm(input, normalized_shape, weight, eps)``."""
-        y = rms_norm(input, self.normalized_shape, self.weight, self.eps)
-        self._input = np.asarray(input)
+        x = float_input(input)
+        self._check_dtype(x)
+        y = rms_norm(x, self.normalized_shape, self.weight, self.eps)
+        self._input = x
         return y
 
-    __call__ = forward
-
     def backward(self, grad_output: Any) -> np.ndarray:
-        """``dl/dx`` of the last forward pass; sets ``weight_grad``."""
+        """``dl/dx`` of the last forward pass; adds into ``weight_grad``."""
         dy, x = self._saved_input(grad_output)
         dx, dw = rms_norm_backward(dy, x, self.normalized_shape, self.weight, self.eps)
-        self._set_grads(dw, None)
+        self._add_grads(dw, None)
         return dx

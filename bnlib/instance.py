@@ -17,7 +17,7 @@ import numpy as np
 from bnlib._checks import check_momentum, check_running_buffer, check_stats_pair
 from bnlib.batchnorm import batch_norm, batch_norm_eval_backward
 from bnlib.family import float_input, param
-from bnlib.modules import _BatchNorm
+from bnlib.modules import _accumulate, _BatchNorm
 from bnlib.zscore import check_eps, standardized, standardized_backward
 
 __all__ = [
@@ -103,7 +103,7 @@ def instance_norm(
         return batch_norm(x, running_mean, running_var, w, b, False, 0.0, eps)
     momentum = check_momentum(momentum)
     x3 = _spatial(x)
-    if running_mean is not None:
+    if running_mean is not None and running_var is not None:
         _update(running_mean, running_var, x3, momentum)
     x_hat, _ = standardized(x3, (2,), eps)
     y = x_hat if w is None else x_hat * w[:, None]
@@ -155,11 +155,18 @@ class _InstanceNorm(_BatchNorm):
         momentum: float | None = 0.1,
         affine: bool = False,
         track_running_stats: bool = False,
-        dtype: Any = np.float32,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
         check_eps(eps)
         super().__init__(
-            num_features, eps, momentum, affine, track_running_stats, dtype
+            num_features,
+            eps,
+            momentum,
+            affine,
+            track_running_stats,
+            device=device,
+            dtype=dtype,
         )
 
     def _check_input(self, input: Any) -> np.ndarray:
@@ -180,6 +187,7 @@ class _InstanceNorm(_BatchNorm):
                 "Expected more than 1 spatial element when training, "
                 f"got input of shape {np.shape(input)}"
             )
+        self._check_dtype(x.dtype)
         return x
 
     def forward(self, input: Any) -> np.ndarray:
@@ -193,23 +201,24 @@ class _InstanceNorm(_BatchNorm):
         momentum = 0.0 if self.momentum is None else self.momentum
         y = instance_norm(x, self.running_mean, self.running_var, self.weight,
                           self.bias, use_input, momentum, self.eps)  # fmt: skip
+        rm, rv = self.running_mean, self.running_var
         self._saved = {
             "input": x,
             "unbatched": np.ndim(input) == self._ranks[0],
             "use_input": use_input,
             "weight": None if self.weight is None else self.weight.copy(),
-            "mean": None if use_input else self.running_mean.copy(),
-            "var": None if use_input else self.running_var.copy(),
+            "mean": None if use_input or rm is None else rm.copy(),
+            "var": None if use_input or rv is None else rv.copy(),
         }
         return y[0] if self._saved["unbatched"] else y
 
-    __call__ = forward
-
     def backward(self, grad_output: Any) -> np.ndarray:
-        """``dl/dx`` of the last forward pass; sets ``weight_grad``, ``bias_grad``."""
+        """``dl/dx`` of the last forward pass (training or eval mode); adds into
+        ``weight_grad`` and ``bias_grad`` and frees the saved input."""
         if self._saved is None:
             raise RuntimeError(
-                "backward() called before forward(): nothing to differentiate"
+                "backward() needs a forward() first: the input is kept only until "
+                "one backward()"
             )
         s = self._saved
         dy = float_input(grad_output, "grad_output")
@@ -225,9 +234,11 @@ class _InstanceNorm(_BatchNorm):
             dx, dw, db = batch_norm_eval_backward(
                 dy, s["input"], s["mean"], s["var"], s["weight"], self.eps
             )
-        if self.affine:
-            self.weight_grad = dw.astype(self.dtype)
-            self.bias_grad = db.astype(self.dtype)
+        self._saved = None
+        if self.weight is not None:
+            self.weight_grad = _accumulate(self.weight_grad, dw.astype(self.dtype))
+        if self.bias is not None:
+            self.bias_grad = _accumulate(self.bias_grad, db.astype(self.dtype))
         return dx[0] if s["unbatched"] else dx
 
 
@@ -247,13 +258,18 @@ class InstanceNorm1d(_InstanceNorm):
     track_running_stats : bool
         Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` (default
         False); eval mode then normalizes with them.
-    dtype : numpy floating dtype
+    device : None or "cpu"
+        For PyTorch's signature; bnlib computes on the CPU.
+    dtype : numpy or torch floating dtype, optional
+        dtype of the parameters and buffers (default float32).
 
     Notes
     -----
     Input with a channel count other than ``num_features`` raises ``ValueError``,
     also without ``affine`` (where torch only warns). ``num_batches_tracked`` is
-    kept in the state dict but, as in torch, never counted up.
+    kept in the state dict but, as in torch, never counted up. Unlike
+    :class:`bnlib.BatchNorm1d`, :meth:`backward` also follows an eval-mode forward
+    pass (through the running statistics if they are used).
 
     See Also
     --------

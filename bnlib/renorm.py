@@ -27,8 +27,10 @@ from bnlib._checks import (
     check_stats_pair,
 )
 from bnlib.batchnorm import batch_norm
-from bnlib.modules import _BatchNorm
+from bnlib.modules import _accumulate, _BatchNorm
 from bnlib.zscore import check_eps, standardized_backward
+
+_F64 = np.dtype(np.float64)
 
 __all__ = [
     "BatchRenorm1d",
@@ -62,9 +64,17 @@ def _batch_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ..
     return mu, np.mean(dev * dev, axis=axes), axes
 
 
-def _factors(mu, var, running_mean, running_var, eps, r_max, d_max):
+def _factors(
+    mu: np.ndarray,
+    var: np.ndarray,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    eps: float,
+    r_max: float,
+    d_max: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """``r`` and ``d`` per channel; 1 and 0 without running statistics."""
-    if running_mean is None:
+    if running_mean is None or running_var is None:
         return np.ones_like(mu), np.zeros_like(mu)
     sigma = np.sqrt(running_var.astype(np.float64) + eps)
     r = np.clip(np.sqrt(var + eps) / sigma, 1 / r_max, r_max)
@@ -73,12 +83,20 @@ def _factors(mu, var, running_mean, running_var, eps, r_max, d_max):
 
 
 def renorm_train(
-    x, running_mean, running_var, gamma, beta, momentum, eps, r_max, d_max
-):
+    x: np.ndarray,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    momentum: float,
+    eps: float,
+    r_max: float,
+    d_max: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training forward pass on checked input: ``(y, r, d)``; updates the buffers."""
     mu, var, _ = _batch_moments(x)
     r, d = _factors(mu, var, running_mean, running_var, eps, r_max, d_max)
-    if running_mean is not None:
+    if running_mean is not None and running_var is not None:
         n = x.size // x.shape[1]
         running_mean *= 1 - momentum
         running_mean += momentum * mu
@@ -86,7 +104,8 @@ def renorm_train(
         running_var += momentum * var * (n / (n - 1))
     scale = gamma * r / np.sqrt(var + eps)
     shift = beta + gamma * d - mu * scale
-    y = x.astype(np.float64) * _channel(scale, x.ndim) + _channel(shift, x.ndim)
+    y: np.ndarray = x.astype(np.float64) * _channel(scale, x.ndim)
+    y += _channel(shift, x.ndim)
     return y.astype(x.dtype), r, d
 
 
@@ -140,8 +159,8 @@ def batch_renorm(
     if running_mean is not None:
         check_running_buffer(running_mean, "running_mean", c)
         check_running_buffer(running_var, "running_var", c)
-    gamma = affine_or_default(weight, "weight", c, np.float64, 1)
-    beta = affine_or_default(bias, "bias", c, np.float64, 0)
+    gamma = affine_or_default(weight, "weight", c, _F64, 1)
+    beta = affine_or_default(bias, "bias", c, _F64, 0)
     eps = check_eps(eps)
     r_max, d_max = _check_limits(r_max, d_max)
     if not training:
@@ -152,7 +171,8 @@ def batch_renorm(
             f"Expected more than 1 value per channel when training, got {x.shape}"
         )
     args = (running_mean, running_var, gamma, beta, momentum, eps, r_max, d_max)
-    return renorm_train(x, *args)[0]
+    y: np.ndarray = renorm_train(x, *args)[0]
+    return y
 
 
 def batch_renorm_backward(
@@ -188,9 +208,9 @@ def batch_renorm_backward(
     dy = as_float_input(grad_output, "grad_output")
     check_same_shape(dy, x, "grad_output", "input")
     c = x.shape[1]
-    gamma = affine_or_default(weight, "weight", c, np.float64, 1)
-    r = affine_or_default(r, "r", c, np.float64, 1)
-    d = affine_or_default(d, "d", c, np.float64, 0)
+    gamma = affine_or_default(weight, "weight", c, _F64, 1)
+    r = affine_or_default(r, "r", c, _F64, 1)
+    d = affine_or_default(d, "d", c, _F64, 0)
     mu, var, axes = _batch_moments(x)
     rstd = 1 / np.sqrt(var + check_eps(eps))
     x_hat = (x.astype(np.float64) - _channel(mu, x.ndim)) * _channel(rstd, x.ndim)
@@ -213,12 +233,19 @@ class _BatchRenorm(_BatchNorm):
         d_max: float = 5.0,
         affine: bool = True,
         track_running_stats: bool = True,
-        dtype: Any = np.float32,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
         check_eps(eps)
         self.r_max, self.d_max = _check_limits(r_max, d_max)
         super().__init__(
-            num_features, eps, momentum, affine, track_running_stats, dtype
+            num_features,
+            eps,
+            momentum,
+            affine,
+            track_running_stats,
+            device=device,
+            dtype=dtype,
         )
         self.r: np.ndarray | None = None
         self.d: np.ndarray | None = None
@@ -236,36 +263,37 @@ class _BatchRenorm(_BatchNorm):
         statistics in eval mode; ``r`` and ``d`` of the step are kept in ``self.r``
         and ``self.d``."""
         x = self._check_input(input)
-        if not self.training and self.track_running_stats:
-            self._renorm_saved = None
+        self._renorm_saved = None
+        if not self.training:
             return super().forward(x)
         factor = self._momentum_for_step()
-        c, dt = self.num_features, np.float64
+        c, dt = self.num_features, _F64
         gamma = affine_or_default(self.weight, "weight", c, dt, 1)
         beta = affine_or_default(self.bias, "bias", c, dt, 0)
         y, self.r, self.d = renorm_train(
             x, self.running_mean, self.running_var, gamma, beta,
             factor, self.eps, self.r_max, self.d_max,
         )  # fmt: skip
+        self._saved = None  # BatchNorm's own save is not used in training
         self._renorm_saved = {"input": x, "weight": gamma, "r": self.r, "d": self.d}
         return y
 
-    __call__ = forward
-
     def backward(self, grad_output: Any) -> np.ndarray:
-        """``dl/dx`` of the last forward pass (``r``, ``d`` constant); sets
-        ``weight_grad`` and ``bias_grad``."""
+        """``dl/dx`` of the last training-mode forward pass (``r``, ``d`` constant);
+        adds into ``weight_grad`` and ``bias_grad``, as :class:`bnlib.BatchNorm1d`."""
         s = self._renorm_saved
-        if s is None:  # eval mode, or before any forward pass
+        if s is None:  # not after a training-mode forward: BatchNorm's error
             return super().backward(grad_output)
         dy = as_float_input(grad_output, "grad_output")
         check_same_shape(dy, s["input"], "grad_output", "the last forward input")
         dx, dw, db = batch_renorm_backward(
             dy, s["input"], s["r"], s["d"], s["weight"], self.eps
         )
-        if self.affine:
-            self.weight_grad = dw.astype(self.dtype)
-            self.bias_grad = db.astype(self.dtype)
+        self._renorm_saved = None
+        if self.weight is not None:
+            self.weight_grad = _accumulate(self.weight_grad, dw.astype(self.dtype))
+        if self.bias is not None:
+            self.bias_grad = _accumulate(self.bias_grad, db.astype(self.dtype))
         return dx
 
 

@@ -39,7 +39,8 @@ def _axes(v: np.ndarray, dim: Any) -> tuple[int, ...]:
 
 
 def _norm(v64: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    return np.sqrt(np.sum(v64 * v64, axis=axes, keepdims=True))
+    norm: np.ndarray = np.sqrt(np.sum(v64 * v64, axis=axes, keepdims=True))
+    return norm
 
 
 def _g(g: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -102,7 +103,8 @@ def weight_norm(v: Any, g: Any, dim: int | None = 0) -> np.ndarray:
     axes = _axes(v, dim)
     v64 = v.astype(np.float64)
     norm = _norm(v64, axes)
-    return (_g(g, norm.shape) * v64 / norm).astype(v.dtype)
+    w: np.ndarray = (_g(g, norm.shape) * v64 / norm).astype(v.dtype)
+    return w
 
 
 def weight_norm_backward(

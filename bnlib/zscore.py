@@ -83,7 +83,8 @@ def standardized_backward(
     proj = np.mean(g * x_hat, axis=axes, keepdims=True)
     if center:
         g = g - g.mean(axis=axes, keepdims=True)
-    return rstd * (g - x_hat * proj)
+    dx: np.ndarray = rstd * (g - x_hat * proj)
+    return dx
 
 
 def normalize(

@@ -98,23 +98,30 @@ def test_constructor_bad_argument_raises_clear_error(call, exc, words):
         call()
 
 
+def ones(*shape):
+    """float32 ones: the layers' dtype, so the shape is what is wrong."""
+    if len(shape) == 1 and isinstance(shape[0], tuple):
+        shape = shape[0]
+    return np.ones(shape, np.float32)
+
+
 def _layers():
     return [
-        (bnlib.LayerNorm(6), [np.ones((2, 5)), np.ones((6, 2)), np.ones(6, int)]),
-        (bnlib.RMSNorm(6), [np.ones((2, 5)), np.ones((3,))]),
-        (bnlib.GroupNorm(2, 4), [np.ones((2, 6, 3)), np.ones(4), np.ones((2, 4), int)]),
+        (bnlib.LayerNorm(6), [ones((2, 5)), ones((6, 2)), np.ones(6, int)]),
+        (bnlib.RMSNorm(6), [ones((2, 5)), ones((3,))]),
+        (bnlib.GroupNorm(2, 4), [ones((2, 6, 3)), ones(4), np.ones((2, 4), int)]),
         (
             bnlib.InstanceNorm1d(4, affine=True, track_running_stats=True),
             [
-                np.ones((2, 3, 5)),
-                np.ones((2, 4, 5, 1)),
-                np.ones((2, 4, 1)),
-                np.ones((3, 5)),
+                ones((2, 3, 5)),
+                ones((2, 4, 5, 1)),
+                ones((2, 4, 1)),
+                ones((3, 5)),
                 np.ones((2, 4, 5), int),
             ],
         ),  # fmt: skip
-        (bnlib.InstanceNorm2d(4), [np.ones((2, 4, 5)), np.ones((2, 3, 2, 2))]),
-        (bnlib.InstanceNorm3d(4), [np.ones((2, 4, 5, 2)), np.ones((1, 4, 1, 1, 1))]),
+        (bnlib.InstanceNorm2d(4), [ones((2, 4, 5)), ones((2, 3, 2, 2))]),
+        (bnlib.InstanceNorm3d(4), [ones((2, 4, 5, 2)), ones((1, 4, 1, 1, 1))]),
     ]
 
 
@@ -132,12 +139,12 @@ def test_layer_bad_input_raises_and_leaves_state_untouched(index):
 @pytest.mark.parametrize("index", range(6))
 def test_layer_backward_errors(index):
     layer, _ = _layers()[index]
-    with pytest.raises(RuntimeError, match="before forward"):
+    with pytest.raises(RuntimeError, match="forward"):
         layer.backward(np.ones((2, 4, 6)))
     shape = [(2, 6), (2, 6), (2, 4, 3), (2, 4, 5), (2, 4, 3, 3), (2, 4, 2, 2, 2)][index]
-    layer(np.arange(np.prod(shape), dtype=float).reshape(shape) % 5)
+    layer(np.arange(np.prod(shape), dtype=np.float32).reshape(shape) % 5)
     with pytest.raises(ValueError, match="shape"):
-        layer.backward(np.ones((1,) + shape))
+        layer.backward(np.ones((1,) + shape, np.float32))
 
 
 def test_layer_load_bad_state_dict_leaves_layer_untouched():

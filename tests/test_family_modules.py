@@ -45,6 +45,7 @@ def _pair(name, args, kwargs, rng):
 
 
 def _step(ours, ref, x, dy):
+    ours.zero_grad()  # torch's grads are set to None below
     xt = torch.tensor(x, requires_grad=True)
     y_ref = ref(xt)
     y_ref.backward(torch.tensor(dy))
@@ -95,3 +96,40 @@ def test_layer_norm_layer_on_float32_input_matches_torch(rng):
     x = rng.normal(size=(4, 6)).astype(np.float32)
     ref = torch.nn.LayerNorm(6)(torch.tensor(x)).detach().numpy()
     np.testing.assert_allclose(bnlib.LayerNorm(6)(x), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["LayerNorm", "GroupNorm", "RMSNorm", "InstanceNorm1d"]
+)
+def test_layer_grads_accumulate_like_torch_until_zero_grad(rng, name):
+    args = {"LayerNorm": (5,), "GroupNorm": (1, 4), "RMSNorm": (5,)}.get(name, (4,))
+    kwargs = {"affine": True} if name == "InstanceNorm1d" else {}
+    ours, ref = _pair(name, args, kwargs, rng)
+    shape = (3, 4, 5)
+    for _ in range(2):  # two backward passes, no zeroing in between
+        x, dy = rng.normal(size=shape), rng.normal(size=shape)
+        ref(torch.tensor(x)).backward(torch.tensor(dy))
+        ours(x)
+        ours.backward(dy)
+    np.testing.assert_allclose(ours.weight_grad, ref.weight.grad.numpy(), atol=TOL)
+    ours.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(ours.weight_grad, 0)
+    ours.zero_grad()
+    assert ours.weight_grad is None
+
+
+def test_layer_mixed_dtype_raises_like_torch():
+    x = np.ones((2, 4, 5), np.float64)
+    for layer in (bnlib.LayerNorm(5), bnlib.GroupNorm(2, 4), bnlib.RMSNorm(5),
+                  bnlib.InstanceNorm1d(4, affine=True)):  # fmt: skip
+        with pytest.raises(TypeError, match="mixed dtype"):
+            layer(x)
+    assert bnlib.LayerNorm(5, elementwise_affine=False)(x).dtype == np.float64
+    assert bnlib.LayerNorm(5)(x.astype(np.float16)).dtype == np.float16
+
+
+def test_layer_accepts_torch_dtype_and_cpu_device():
+    layer = bnlib.GroupNorm(2, 4, device="cpu", dtype=torch.float64)
+    assert layer.weight.dtype == np.float64
+    with pytest.raises(ValueError, match="CPU"):
+        bnlib.LayerNorm(3, device="cuda")

@@ -1,0 +1,161 @@
+"""Measurements on a :class:`bnlib.lab.seeds.SeedMLP`, one number per slot.
+
+- :func:`first_step_at`: the first recorded step at which each slot reaches an
+  accuracy (time to a level, per seed).
+- :func:`gradient_probe`: the loss along the negative gradient on a batch, with the
+  actual step length ``eta * ||g||`` and the weight norms, per slot (the loss
+  landscape of Santurkar et al. 2018).
+- :func:`mc_batchnorm_probs`: Monte Carlo BatchNorm (Teye et al. 2018): predictive
+  probabilities averaged over batches of random training examples whose statistics
+  normalize the test inputs.
+
+Importing this module needs torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bnlib.lab.seeds import SeedMLP, _slot_loss
+
+__all__ = ["GradientProbe", "first_step_at", "gradient_probe", "mc_batchnorm_probs"]
+
+
+def first_step_at(steps: Sequence[int], acc: np.ndarray, level: float) -> np.ndarray:
+    """First step in ``steps`` with ``acc >= level``, per slot (``nan`` if never).
+
+    Parameters
+    ----------
+    steps : sequence of int, length R
+    acc : ndarray, shape ``(R, K)``
+    level : float in [0, 1]
+
+    Returns
+    -------
+    ndarray of float, shape ``(K,)``
+    """
+    acc = np.asarray(acc)
+    if not 0 <= level <= 1 or acc.ndim != 2 or acc.shape[0] != len(steps):
+        raise ValueError(
+            f"need level in [0, 1] and acc of shape ({len(steps)}, K), got {level} "
+            f"and {acc.shape}"
+        )
+    reached = acc >= level
+    first = np.argmax(reached, axis=0)
+    out = np.asarray(steps, dtype=np.float64)[first]
+    out[~reached.any(axis=0)] = np.nan
+    return out
+
+
+@dataclass(frozen=True)
+class GradientProbe:
+    """Loss along ``w - eta g`` per slot; arrays have one row per slot.
+
+    ``loss`` ``(K, E)``; ``base_loss``, ``grad_norm`` ``(K,)``; ``step_length``
+    ``(K, E)`` is ``eta * ||g||``; ``weight_norm`` and ``relative_step`` ``(K, L)``
+    hold ``||W_l||`` and ``eta_0 ||g_l|| / ||W_l||`` per weight matrix at the first
+    step size ``eta_0``.
+    """
+
+    step_sizes: np.ndarray
+    base_loss: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    step_length: np.ndarray
+    weight_norm: np.ndarray
+    relative_step: np.ndarray
+
+
+def gradient_probe(
+    net: SeedMLP, x: torch.Tensor, y: torch.Tensor, step_sizes: Sequence[float]
+) -> GradientProbe:
+    """Walk along each slot's negative gradient on its batch ``x`` ``(K, B, in)``.
+
+    All evaluations are in training mode without noise or dropout draws that
+    differ between step sizes (the generator is reseeded for each).
+
+    Notes
+    -----
+    With :math:`g = \\nabla L(w)`, the probe records :math:`L(w - \\eta g)` and the
+    distance moved, :math:`\\eta \\lVert g \\rVert`. For a weight matrix in front of
+    BatchNorm the loss is invariant to its scale, so the change that matters is
+    relative, :math:`\\eta \\lVert g_l \\rVert / \\lVert W_l \\rVert`.
+    """
+    etas = np.asarray(step_sizes, dtype=np.float64)
+    if etas.ndim != 1 or etas.size == 0 or (etas <= 0).any():
+        raise ValueError(f"step_sizes must be positive, got {step_sizes}")
+    base = _loss(net, x, y, net.params)
+    grads = torch.autograd.grad(base.sum(), net.params)
+    flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
+    g_norm = flat.norm(dim=1).double().numpy()
+    losses = []
+    with torch.no_grad():
+        for eta in etas:
+            moved = [p - eta * g for p, g in zip(net.params, grads, strict=True)]
+            losses.append(_loss(net, x, y, moved).double().numpy())
+    weights = net.layer_weights()
+    index = [next(i for i, p in enumerate(net.params) if p is w) for w in weights]
+    w_norm = np.stack(
+        [w.detach().flatten(1).norm(dim=1).double().numpy() for w in weights], axis=1
+    )
+    gl_norm = np.stack(
+        [grads[i].flatten(1).norm(dim=1).double().numpy() for i in index], axis=1
+    )
+    return GradientProbe(
+        etas,
+        base.detach().double().numpy(),
+        np.stack(losses, axis=1),
+        g_norm,
+        etas[None, :] * g_norm[:, None],
+        w_norm,
+        etas[0] * gl_norm / w_norm,
+    )
+
+
+def _loss(net, x, y, params) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return _slot_loss(net.forward(x, training=True, gen=gen, params=params), y)
+
+
+def mc_batchnorm_probs(
+    net: SeedMLP,
+    pool: torch.Tensor,
+    x: torch.Tensor,
+    n_samples: int,
+    batch_size: int,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Monte Carlo BatchNorm: class probabilities averaged over sampled batches.
+
+    For each of ``n_samples`` draws, every slot takes ``batch_size`` distinct rows
+    of ``pool`` (training inputs); their batch statistics normalize the inputs
+    ``x`` ``(N, in)`` at every BatchNorm layer; the softmax outputs are averaged.
+
+    Returns
+    -------
+    Tensor, shape ``(K, N, C)``
+
+    Notes
+    -----
+    Teye et al. (2018): :math:`p(y \\mid x) \\approx \\frac1T \\sum_{t=1}^T
+    \\operatorname{softmax} f(x; \\mu_{B_t}, \\sigma_{B_t})`.
+    """
+    if not net.batch_norm or n_samples < 1 or not 1 < batch_size <= len(pool):
+        raise ValueError(
+            f"need a BatchNorm net, n_samples >= 1 and batch_size in 2..{len(pool)}; "
+            f"got {net.batch_norm}, {n_samples}, {batch_size}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    total = 0.0
+    with torch.no_grad():
+        for _ in range(n_samples):
+            idx = torch.rand(net.n_slots, len(pool), generator=gen).argsort(dim=1)
+            mates = pool[idx[:, :batch_size]]
+            rows = torch.cat([mates, x.expand(net.n_slots, *x.shape)], dim=1)
+            logits = net.forward(rows, training=False, stats_rows=batch_size)
+            total = total + torch.softmax(logits[:, batch_size:], dim=-1)
+    return total / n_samples

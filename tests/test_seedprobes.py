@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bnlib.lab import experiments as ex
-from bnlib.lab import landscape
+from bnlib.lab import ics, landscape
 from bnlib.lab import seedprobes as sp
 from bnlib.lab import seeds as sd
 
@@ -47,6 +47,7 @@ def test_gradient_probe_matches_landscape_probe(split):
         assert probe.base_loss[k] == pytest.approx(ref.base_loss, rel=1e-10)
         np.testing.assert_allclose(probe.loss[k], ref.loss, rtol=1e-10)
         assert probe.grad_norm[k] == pytest.approx(ref.grad_norm, rel=1e-10)
+        assert probe.beta[k] == pytest.approx(ref.beta, rel=1e-9)
         linears = [m for m in model if isinstance(m, torch.nn.Linear)]
         norms = [m.weight.norm().item() for m in linears]
         np.testing.assert_allclose(probe.weight_norm[k], norms, rtol=1e-12)
@@ -93,3 +94,29 @@ def test_mc_batchnorm_probs_rejects_bad_arguments(split):
     plain = sd.SeedMLP.make((0,), hidden=(4,))
     with pytest.raises(ValueError, match="BatchNorm net"):
         sp.mc_batchnorm_probs(plain, split.x_train, split.x_test[:2], 1, 10)
+
+
+def test_gradient_shift_matches_ics(split):
+    models = [
+        ex.make_mlp(hidden=(10, 6), batch_norm=bn, seed=3).double() for bn in (0, 1)
+    ]
+    xb, yb = split.x_train[:30], split.y_train[:30]
+    for model in models:
+        net = sd.SeedMLP.from_models([copy.deepcopy(model)])
+        cos, rel = sp.gradient_shift(net, xb, yb[None], lr=0.5)
+        layer = len(ics.linear_positions(model)) - 1
+        ref = ics.gradient_shift(model.train(), xb, yb, lr=0.5, layers=[layer])
+        assert cos[0] == pytest.approx(ref.cosine[0], rel=1e-10)
+        assert rel[0] == pytest.approx(ref.relative[0], rel=1e-10)
+
+
+def test_forward_collects_activation_inputs(split):
+    model = ex.make_mlp(hidden=(7, 5), batch_norm=True, seed=1).double().train()
+    net = sd.SeedMLP.from_models([model])
+    seen: list[torch.Tensor] = []
+    with torch.no_grad():
+        net.forward(split.x_train[:20], training=True, collect=seen)
+    expected = ex.hidden_preactivations(model, split.x_train[:20])
+    assert len(seen) == 2
+    for mine, ref in zip(seen, expected, strict=True):
+        torch.testing.assert_close(mine[0], ref, rtol=1e-10, atol=1e-10)

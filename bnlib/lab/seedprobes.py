@@ -22,7 +22,13 @@ import torch
 
 from bnlib.lab.seeds import SeedMLP, _slot_loss
 
-__all__ = ["GradientProbe", "first_step_at", "gradient_probe", "mc_batchnorm_probs"]
+__all__ = [
+    "GradientProbe",
+    "first_step_at",
+    "gradient_probe",
+    "gradient_shift",
+    "mc_batchnorm_probs",
+]
 
 
 def first_step_at(steps: Sequence[int], acc: np.ndarray, level: float) -> np.ndarray:
@@ -56,9 +62,10 @@ class GradientProbe:
     """Loss along ``w - eta g`` per slot; arrays have one row per slot.
 
     ``loss`` ``(K, E)``; ``base_loss``, ``grad_norm`` ``(K,)``; ``step_length``
-    ``(K, E)`` is ``eta * ||g||``; ``weight_norm`` and ``relative_step`` ``(K, L)``
-    hold ``||W_l||`` and ``eta_0 ||g_l|| / ||W_l||`` per weight matrix at the first
-    step size ``eta_0``.
+    ``(K, E)`` is ``eta * ||g||``; ``beta`` ``(K,)`` is the effective smoothness
+    ``max_eta ||grad L(w - eta g) - g|| / (eta ||g||)``; ``weight_norm`` and
+    ``relative_step`` ``(K, L)`` hold ``||W_l||`` and ``eta_0 ||g_l|| / ||W_l||``
+    per weight matrix, at the first step size ``eta_0``.
     """
 
     step_sizes: np.ndarray
@@ -66,6 +73,7 @@ class GradientProbe:
     loss: np.ndarray
     grad_norm: np.ndarray
     step_length: np.ndarray
+    beta: np.ndarray
     weight_norm: np.ndarray
     relative_step: np.ndarray
 
@@ -92,11 +100,19 @@ def gradient_probe(
     grads = torch.autograd.grad(base.sum(), net.params)
     flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
     g_norm = flat.norm(dim=1).double().numpy()
-    losses = []
-    with torch.no_grad():
-        for eta in etas:
-            moved = [p - eta * g for p, g in zip(net.params, grads, strict=True)]
-            losses.append(_loss(net, x, y, moved).double().numpy())
+    losses, change = [], []
+    for eta in etas:
+        moved = [
+            (p - eta * g).detach().requires_grad_(True)
+            for p, g in zip(net.params, grads, strict=True)
+        ]
+        loss = _loss(net, x, y, moved)
+        new = torch.autograd.grad(loss.sum(), moved)
+        diff = torch.cat(
+            [(a - b).flatten(1) for a, b in zip(new, grads, strict=True)], 1
+        )
+        losses.append(loss.detach().double().numpy())
+        change.append(diff.norm(dim=1).double().numpy() / (eta * g_norm))
     weights = net.layer_weights()
     index = [next(i for i, p in enumerate(net.params) if p is w) for w in weights]
     w_norm = np.stack(
@@ -111,6 +127,7 @@ def gradient_probe(
         np.stack(losses, axis=1),
         g_norm,
         etas[None, :] * g_norm[:, None],
+        np.max(change, axis=0),
         w_norm,
         etas[0] * gl_norm / w_norm,
     )
@@ -159,3 +176,30 @@ def mc_batchnorm_probs(
             logits = net.forward(rows, training=False, stats_rows=batch_size)
             total = total + torch.softmax(logits[:, batch_size:], dim=-1)
     return total / n_samples
+
+
+def gradient_shift(
+    net: SeedMLP, x: torch.Tensor, y: torch.Tensor, lr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Santurkar et al.'s internal covariate shift of the output layer, per slot.
+
+    ``G`` is the gradient of the output weights on the batch; ``G'`` the same after
+    every parameter below them took an SGD step of size ``lr`` on that batch. The
+    same noise draw is used for both (the generator is reseeded).
+
+    Returns
+    -------
+    cosine, relative : ndarray, shape ``(K,)``
+        :math:`\\cos(G, G')` and :math:`\\lVert G - G' \\rVert / \\lVert G \\rVert`.
+    """
+    grads = torch.autograd.grad(_loss(net, x, y, net.params).sum(), net.params)
+    below = len(net.params) - 2
+    moved = [
+        (p - lr * g if i < below else p).detach().requires_grad_(i == below)
+        for i, (p, g) in enumerate(zip(net.params, grads, strict=True))
+    ]
+    (g_new,) = torch.autograd.grad(_loss(net, x, y, moved).sum(), [moved[below]])
+    g_old, g_new = grads[below].flatten(1), g_new.flatten(1)
+    cos = (g_old * g_new).sum(1) / (g_old.norm(dim=1) * g_new.norm(dim=1))
+    rel = (g_old - g_new).norm(dim=1) / g_old.norm(dim=1)
+    return cos.double().numpy(), rel.double().numpy()

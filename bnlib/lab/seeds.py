@@ -118,14 +118,17 @@ class SeedMLP:
         models = [ex.make_mlp(seed=int(s), **kwargs).to(dtype) for s in seeds]
         return cls.from_models(models, **options)
 
-    def forward(self, x, *, training, gen=None, params=None, stats_rows=None):
+    def forward(
+        self, x, *, training, gen=None, params=None, stats_rows=None, collect=None
+    ):
         """Logits ``(K, B, out)`` of inputs ``(K, B, in)`` or ``(B, in)`` (shared).
 
         ``training`` uses batch (or ghost) statistics, dropout and noise (drawn from
         ``gen``); otherwise the population statistics. ``stats_rows=r`` normalizes
         every row with the statistics of the first ``r`` rows of its slot and
         applies no dropout or noise (Monte Carlo BatchNorm). ``params`` replaces
-        the model's own parameters (same layout).
+        the model's own parameters (same layout). A list ``collect`` receives
+        each activation's input ``(K, B, h)``.
         """
         params = self.params if params is None else params
         z = x.expand(self.n_slots, *x.shape) if x.ndim == 2 else x
@@ -140,6 +143,8 @@ class SeedMLP:
                     z = _add_noise(z, self.noise, gen)
             else:
                 z = torch.baddbmm(next(it), z, w)
+            if collect is not None:
+                collect.append(z.detach())
             z = _ACT[self.activation](z)
             if training and bool((self.dropout > 0).any()):
                 keep = torch.rand(z.shape, generator=gen, dtype=z.dtype) >= _col(
@@ -161,24 +166,30 @@ class SeedMLP:
             mean, var = self.population[layer]
         return (z - mean) / torch.sqrt(var + EPS)
 
-    def set_population(self, x: torch.Tensor) -> SeedMLP:
+    def set_population(self, x: torch.Tensor) -> torch.Tensor:
         """Population statistics of every BatchNorm input over ``x`` (unbiased var).
 
         Layer by layer, as :func:`bnlib.lab.regularization.set_population_stats`.
+        Returns the evaluation-mode logits of ``x`` with them, ``(K, N, out)``.
         """
         self.population = []
-        if not self.batch_norm:
-            return self
         with torch.no_grad():
             z = x.expand(self.n_slots, *x.shape) if x.ndim == 2 else x
             it = iter(self.params)
             for _ in range(self.n_hidden):
-                z = torch.matmul(z, next(it))
-                mean, var = z.mean(1, keepdim=True), z.var(1, keepdim=True)
-                self.population.append((mean, var))
-                z = (z - mean) / torch.sqrt(var + EPS) * next(it) + next(it)
+                w = next(it)
+                if self.batch_norm:
+                    z = torch.matmul(z, w)
+                    mean = z.mean(1, keepdim=True)
+                    z = z - mean
+                    var = (z * z).sum(1, keepdim=True) / (z.shape[1] - 1)
+                    self.population.append((mean, var))
+                    z = z * torch.rsqrt(var + EPS) * next(it) + next(it)
+                else:
+                    z = torch.baddbmm(next(it), z, w)
                 z = _ACT[self.activation](z)
-        return self
+            w, b = next(it), next(it)
+            return torch.baddbmm(b, z, w)
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, ...]:
         """Mean cross-entropy and accuracy per slot, in evaluation mode: ``(K,)``."""
@@ -202,12 +213,15 @@ def _col(values: torch.Tensor) -> torch.Tensor:
 
 def _ghost_normalize(z: torch.Tensor, g: int) -> torch.Tensor:
     k, b, h = z.shape
+    if g == b:
+        centred = z - z.mean(1, keepdim=True)
+        return centred * torch.rsqrt((centred * centred).mean(1, keepdim=True) + EPS)
     if b % g:
         raise ValueError(f"batch size {b} is not a multiple of ghost size {g}")
     groups = z.reshape(k, b // g, g, h)
-    mean = groups.mean(2, keepdim=True)
-    var = groups.var(2, unbiased=False, keepdim=True)
-    return ((groups - mean) / torch.sqrt(var + EPS)).reshape(k, b, h)
+    centred = groups - groups.mean(2, keepdim=True)
+    var = (centred * centred).mean(2, keepdim=True)
+    return (centred * torch.rsqrt(var + EPS)).reshape(k, b, h)
 
 
 def _add_noise(z: torch.Tensor, noise: Noise, gen) -> torch.Tensor:
@@ -313,11 +327,13 @@ def train_seeds(
 
 
 def _record(net, split, step, history, callbacks) -> None:
-    net.set_population(split.x_train)
-    loss, acc = net.evaluate(split.x_train, split.y_train)
+    logits = net.set_population(split.x_train)
+    loss = _slot_loss(logits, split.y_train.expand(net.n_slots, -1))
     history.steps.append(step)
-    history.train_loss.append(loss)
-    history.train_acc.append(acc)
+    history.train_loss.append(loss.double().numpy())
+    history.train_acc.append(
+        (logits.argmax(-1) == split.y_train).double().mean(1).numpy()
+    )
     history.test_acc.append(net.evaluate(split.x_test, split.y_test)[1])
     for callback in callbacks:
         callback(step, net)

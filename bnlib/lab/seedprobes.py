@@ -15,7 +15,7 @@ Importing this module needs torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from bnlib.lab.seeds import SeedMLP, _slot_loss
 
 __all__ = [
     "GradientProbe",
+    "SeedTracker",
     "first_step_at",
     "gradient_probe",
     "gradient_shift",
@@ -203,3 +204,60 @@ def gradient_shift(
     cos = (g_old * g_new).sum(1) / (g_old.norm(dim=1) * g_new.norm(dim=1))
     rel = (g_old - g_new).norm(dim=1) / g_old.norm(dim=1)
     return cos.double().numpy(), rel.double().numpy()
+
+
+@dataclass
+class SeedTracker:
+    """A :func:`bnlib.lab.seeds.train_seeds` callback for chapter 1's measurements.
+
+    Every ``every`` steps it records, per slot: the percentiles ``q`` of the input
+    to unit ``unit`` of the last hidden activation on ``x_probe``, in training mode
+    (batch statistics of ``x_probe``, a fresh noise draw); and, at steps
+    ``>= after`` that are multiples of ``probe_every``, on a fresh training batch
+    per slot, :func:`gradient_shift` at ``lr`` and a :func:`gradient_probe` with
+    ``step_sizes``.
+    """
+
+    x_probe: torch.Tensor
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    every: int
+    after: int
+    lr: float
+    step_sizes: Sequence[float]
+    batch_size: int = 60
+    probe_every: int = 40
+    unit: int = 0
+    q: tuple[float, ...] = (15.0, 50.0, 85.0)
+    seed: int = 1
+    steps: list[int] = field(default_factory=list)
+    percentiles: list[np.ndarray] = field(default_factory=list)
+    probe_steps: list[int] = field(default_factory=list)
+    shifts: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    probes: list[GradientProbe] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._gen = torch.Generator().manual_seed(self.seed)
+
+    def __call__(self, step: int, net: SeedMLP) -> None:
+        if step % self.every:
+            return
+        seen: list[torch.Tensor] = []
+        with torch.no_grad():
+            net.forward(self.x_probe, training=True, gen=self._gen, collect=seen)
+        z = seen[-1][:, :, self.unit].double().numpy()
+        self.steps.append(step)
+        self.percentiles.append(np.percentile(z, self.q, axis=1).T)  # (K, len(q))
+        if step < self.after or step % self.probe_every:
+            return
+        n = len(self.y_train)
+        idx = torch.rand(net.n_slots, n, generator=self._gen).argsort(dim=1)
+        idx = idx[:, : self.batch_size]
+        xb, yb = self.x_train[idx], self.y_train[idx]
+        self.probe_steps.append(step)
+        self.shifts.append(gradient_shift(net, xb, yb, self.lr))
+        self.probes.append(gradient_probe(net, xb, yb, self.step_sizes))
+
+    def as_array(self) -> np.ndarray:
+        """Percentiles, shape ``(n_records, K, len(q))``."""
+        return np.stack(self.percentiles)

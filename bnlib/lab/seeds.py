@@ -55,6 +55,10 @@ class Noise:
                 f"need shift >= 0 and 0 <= scale <= 1, got {self.shift}, {self.scale}"
             )
 
+    def apply(self, z: torch.Tensor, gen=None) -> torch.Tensor:
+        """``s * z + m`` for ``z`` of shape ``(K, B, h)``, with fresh draws."""
+        return _add_noise(z, self, gen)
+
 
 @dataclass
 class SeedMLP:

@@ -25,6 +25,7 @@ from bnlib.lab.seeds import SeedMLP, _slot_loss
 __all__ = [
     "GradientProbe",
     "SeedTracker",
+    "batchmate_logits",
     "first_step_at",
     "gradient_probe",
     "gradient_shift",
@@ -139,6 +140,41 @@ def _loss(net, x, y, params) -> torch.Tensor:
     return _slot_loss(net.forward(x, training=True, gen=gen, params=params), y)
 
 
+def batchmate_logits(
+    net: SeedMLP,
+    pool: torch.Tensor,
+    x: torch.Tensor,
+    n_samples: int,
+    batch_size: int,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Logits of ``x`` normalized with the statistics of random training batches.
+
+    For each of ``n_samples`` draws, every slot takes ``batch_size`` distinct rows
+    of ``pool`` (training inputs); their batch statistics normalize the inputs
+    ``x`` ``(N, in)`` at every BatchNorm layer (no dropout or noise).
+
+    Returns
+    -------
+    Tensor, shape ``(n_samples, K, N, C)``
+    """
+    if not net.batch_norm or n_samples < 1 or not 1 < batch_size <= len(pool):
+        raise ValueError(
+            f"need a BatchNorm net, n_samples >= 1 and batch_size in 2..{len(pool)}; "
+            f"got {net.batch_norm}, {n_samples}, {batch_size}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    draws = []
+    with torch.no_grad():
+        for _ in range(n_samples):
+            idx = torch.rand(net.n_slots, len(pool), generator=gen).argsort(dim=1)
+            mates = pool[idx[:, :batch_size]]
+            rows = torch.cat([mates, x.expand(net.n_slots, *x.shape)], dim=1)
+            logits = net.forward(rows, training=False, stats_rows=batch_size)
+            draws.append(logits[:, batch_size:])
+    return torch.stack(draws)
+
+
 def mc_batchnorm_probs(
     net: SeedMLP,
     pool: torch.Tensor,
@@ -149,9 +185,7 @@ def mc_batchnorm_probs(
 ) -> torch.Tensor:
     """Monte Carlo BatchNorm: class probabilities averaged over sampled batches.
 
-    For each of ``n_samples`` draws, every slot takes ``batch_size`` distinct rows
-    of ``pool`` (training inputs); their batch statistics normalize the inputs
-    ``x`` ``(N, in)`` at every BatchNorm layer; the softmax outputs are averaged.
+    The softmax of :func:`batchmate_logits`, averaged over the draws.
 
     Returns
     -------
@@ -162,21 +196,8 @@ def mc_batchnorm_probs(
     Teye et al. (2018): :math:`p(y \\mid x) \\approx \\frac1T \\sum_{t=1}^T
     \\operatorname{softmax} f(x; \\mu_{B_t}, \\sigma_{B_t})`.
     """
-    if not net.batch_norm or n_samples < 1 or not 1 < batch_size <= len(pool):
-        raise ValueError(
-            f"need a BatchNorm net, n_samples >= 1 and batch_size in 2..{len(pool)}; "
-            f"got {net.batch_norm}, {n_samples}, {batch_size}"
-        )
-    gen = torch.Generator().manual_seed(seed)
-    total = 0.0
-    with torch.no_grad():
-        for _ in range(n_samples):
-            idx = torch.rand(net.n_slots, len(pool), generator=gen).argsort(dim=1)
-            mates = pool[idx[:, :batch_size]]
-            rows = torch.cat([mates, x.expand(net.n_slots, *x.shape)], dim=1)
-            logits = net.forward(rows, training=False, stats_rows=batch_size)
-            total = total + torch.softmax(logits[:, batch_size:], dim=-1)
-    return total / n_samples
+    logits = batchmate_logits(net, pool, x, n_samples, batch_size, seed)
+    return torch.softmax(logits, dim=-1).mean(0)
 
 
 def gradient_shift(

@@ -120,3 +120,45 @@ def test_forward_collects_activation_inputs(split):
     assert len(seen) == 2
     for mine, ref in zip(seen, expected, strict=True):
         torch.testing.assert_close(mine[0], ref, rtol=1e-10, atol=1e-10)
+
+
+def test_seed_tracker_records_percentiles_and_probes(split):
+    net = sd.SeedMLP.make((0, 1), hidden=(8, 6), batch_norm=True, dtype=torch.float64)
+    tracker = sp.SeedTracker(
+        split.x_test[:40],
+        split.x_train,
+        split.y_train,
+        every=2,
+        after=4,
+        lr=0.1,
+        step_sizes=[0.1, 0.2],
+        batch_size=16,
+        probe_every=4,
+    )
+    sd.train_seeds(
+        net,
+        split,
+        steps=8,
+        lr=0.1,
+        batch_size=20,
+        seeds=(0, 1),
+        eval_every=1,
+        callbacks=[tracker],
+    )
+    assert tracker.steps == [0, 2, 4, 6, 8]
+    assert tracker.probe_steps == [4, 8]
+    assert tracker.as_array().shape == (5, 2, 3)
+    pct = tracker.as_array()
+    assert np.all(pct[..., 0] <= pct[..., 1]) and np.all(pct[..., 1] <= pct[..., 2])
+    assert tracker.probes[0].loss.shape == (2, 2)
+    assert tracker.shifts[0][0].shape == (2,)
+
+
+def test_batchmate_logits_shape_and_rejects_plain_net(split):
+    net = sd.SeedMLP.make((0, 1), hidden=(5,), batch_norm=True, dtype=torch.float64)
+    out = sp.batchmate_logits(net, split.x_train, split.x_test[:3], 4, 10)
+    assert out.shape == (4, 2, 3, 10)
+    assert not torch.allclose(out[0], out[1])  # different batch-mates
+    plain = sd.SeedMLP.make((0,), hidden=(5,))
+    with pytest.raises(ValueError, match="BatchNorm net"):
+        sp.batchmate_logits(plain, split.x_train, split.x_test[:3], 4, 10)

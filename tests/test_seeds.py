@@ -208,3 +208,9 @@ def test_evaluation_needs_population(split):
 def test_ghost_size_must_divide_batch():
     with pytest.raises(ValueError, match="multiple of ghost size"):
         sd._ghost_normalize(torch.zeros(1, 10, 2), 3)
+
+
+def test_noise_apply_is_identity_without_noise():
+    z = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(sd.Noise(0.0, 0.0).apply(z), z)
+    torch.testing.assert_close(sd.Noise(0.0, 0.0, per="example").apply(z), z)

@@ -64,8 +64,9 @@ class Noise:
 class SeedMLP:
     """K networks of one shape as stacked tensors; see the module docstring.
 
-    Build it with :meth:`from_models` (copying K :func:`make_mlp` networks, so a
-    slot starts exactly where a separate run would) or :meth:`make`.
+    Build it with :meth:`from_models` (copying K networks of
+    :func:`bnlib.lab.experiments.make_mlp`, so a slot starts exactly where a separate
+    run would) or :meth:`make`.
     """
 
     params: list[torch.Tensor]
@@ -88,7 +89,9 @@ class SeedMLP:
     def from_models(
         cls, models: Sequence[nn.Sequential], *, dropout=None, **options
     ) -> SeedMLP:
-        """Stack networks of :func:`make_mlp` (same shape and options) into slots.
+        """Stack networks of :func:`bnlib.lab.experiments.make_mlp` into slots.
+
+        The networks must share their shape and options.
 
         ``dropout`` (float or one per slot) overrides the models' own probability;
         ``options`` are ``ghost_size`` and ``noise``.
@@ -113,8 +116,9 @@ class SeedMLP:
     def make(cls, seeds: Sequence[int], *, dtype=torch.float32, **kwargs) -> SeedMLP:
         """One slot per seed: ``make_mlp(seed=s, **kwargs)`` stacked.
 
-        ``kwargs`` go to :func:`make_mlp` except ``dropout`` (float or per slot),
-        ``ghost_size`` and ``noise``, which go to :meth:`from_models`.
+        ``kwargs`` go to :func:`bnlib.lab.experiments.make_mlp` except ``dropout``
+        (float or per slot), ``ghost_size`` and ``noise``, which go to
+        :meth:`from_models`.
         """
         options = {
             k: kwargs.pop(k) for k in ("dropout", "ghost_size", "noise") if k in kwargs

@@ -100,8 +100,30 @@ def gradient_probe(
         raise ValueError(f"step_sizes must be positive, got {step_sizes}")
     base = _loss(net, x, y, net.params)
     grads = torch.autograd.grad(base.sum(), net.params)
-    flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
-    g_norm = flat.norm(dim=1).double().numpy()
+    g_norm = _slot_norm(torch.cat([g.flatten(1) for g in grads], dim=1))
+    losses, change = _walk(net, x, y, grads, etas)
+    weights = net.layer_weights()
+    index = [next(i for i, p in enumerate(net.params) if p is w) for w in weights]
+    w_norm = np.stack([_slot_norm(w.detach()) for w in weights], axis=1)
+    gl_norm = np.stack([_slot_norm(grads[i]) for i in index], axis=1)
+    return GradientProbe(
+        etas,
+        base.detach().double().numpy(),
+        losses,
+        g_norm,
+        etas[None, :] * g_norm[:, None],
+        np.max(change / (etas[None, :] * g_norm[:, None]), axis=1),
+        w_norm,
+        etas[0] * gl_norm / w_norm,
+    )
+
+
+def _slot_norm(t: torch.Tensor) -> np.ndarray:
+    return t.flatten(1).norm(dim=1).double().numpy()
+
+
+def _walk(net, x, y, grads, etas) -> tuple[np.ndarray, np.ndarray]:
+    """Loss at ``w - eta g`` and ``||grad L(w - eta g) - g||``, each ``(K, E)``."""
     losses, change = [], []
     for eta in etas:
         moved = [
@@ -114,25 +136,8 @@ def gradient_probe(
             [(a - b).flatten(1) for a, b in zip(new, grads, strict=True)], 1
         )
         losses.append(loss.detach().double().numpy())
-        change.append(diff.norm(dim=1).double().numpy() / (eta * g_norm))
-    weights = net.layer_weights()
-    index = [next(i for i, p in enumerate(net.params) if p is w) for w in weights]
-    w_norm = np.stack(
-        [w.detach().flatten(1).norm(dim=1).double().numpy() for w in weights], axis=1
-    )
-    gl_norm = np.stack(
-        [grads[i].flatten(1).norm(dim=1).double().numpy() for i in index], axis=1
-    )
-    return GradientProbe(
-        etas,
-        base.detach().double().numpy(),
-        np.stack(losses, axis=1),
-        g_norm,
-        etas[None, :] * g_norm[:, None],
-        np.max(change, axis=0),
-        w_norm,
-        etas[0] * gl_norm / w_norm,
-    )
+        change.append(diff.norm(dim=1).double().numpy())
+    return np.stack(losses, axis=1), np.stack(change, axis=1)
 
 
 def _loss(net, x, y, params) -> torch.Tensor:

@@ -293,13 +293,16 @@ def train_seeds(
         )
         grads = torch.autograd.grad(loss.sum(), net.params)
         history.batch_loss.append(loss.detach().double().numpy())
-        with torch.no_grad():
-            for i, (p, g) in enumerate(zip(net.params, grads, strict=True)):
-                bufs[i] = (
-                    g if bufs[i] is None or not momentum else (momentum * bufs[i] + g)
-                )
-                p -= _col(lrs) * bufs[i]
+        _sgd_step(net.params, grads, bufs, lrs, momentum)
     return history
+
+
+def _sgd_step(params, grads, bufs, lrs, momentum) -> None:
+    """PyTorch's SGD rule with one learning rate per slot (buffers updated in place)."""
+    with torch.no_grad():
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            bufs[i] = g if bufs[i] is None or not momentum else momentum * bufs[i] + g
+            p -= _col(lrs) * bufs[i]
 
 
 def _record(net, split, step, history, callbacks) -> None:

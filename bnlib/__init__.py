@@ -10,7 +10,8 @@
 
 The library: the functional forms (:func:`batch_norm` and its backward passes,
 :func:`ghost_batch_norm`, folding), the layers (:class:`BatchNorm1d` ...) and
-:func:`set_num_threads`. Subpackages, imported on their own:
+:func:`set_num_threads`, :func:`set_backend` (numpy, or the compiled numba kernels of
+the ``fast`` extra). Subpackages, imported on their own:
 
 - ``bnlib.torch``: the same inside PyTorch (an autograd Function, drop-in layers,
   model helpers); needs the ``torch`` extra.
@@ -20,6 +21,7 @@ The library: the functional forms (:func:`batch_norm` and its backward passes,
 
 from bnlib._kernels.blocked import get_num_threads, set_num_threads
 from bnlib._version import __version__
+from bnlib.backend import get_backend, set_backend
 from bnlib.batchnorm import (
     batch_norm,
     batch_norm_backward,
@@ -41,8 +43,10 @@ __all__ = [
     "batch_stats",
     "bn_affine",
     "fold_batch_norm",
+    "get_backend",
     "get_num_threads",
     "ghost_batch_norm",
     "ghost_batch_norm_backward",
+    "set_backend",
     "set_num_threads",
 ]

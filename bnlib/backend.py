@@ -1,0 +1,95 @@
+"""Which kernels compute BatchNorm: numpy's (the default) or numba's compiled ones.
+
+The functional BatchNorm (:mod:`bnlib.batchnorm`) is written once, over a few
+per-channel primitives that each backend implements (see
+:mod:`bnlib._kernels.numpy_backend`):
+
+- ``shift(x3)``: the shift ``K`` the statistics are accumulated about;
+- ``channel_sums(x3, shift, dy3)``: ``sum(d)``, ``sum(d**2)``, ``sum(dy)``,
+  ``sum(dy * d)`` with ``d = x - K`` (the statistics, and the backward sums);
+- ``normalized(x3, mean, scale, beta)``: the affine apply of the forward pass;
+- ``input_grad(dy3, x3, mean, coef)``: the backward apply.
+
+``"numpy"`` needs nothing but numpy. ``"numba"`` needs the ``fast`` extra
+(``pip install "bnlib[fast]"``). The environment variable ``BNLIB_BACKEND`` sets
+the backend a process starts with; :func:`set_backend` changes it.
+
+See Also
+--------
+The chapter "How fast is bnlib?" (``chapters/08-speed.md``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from types import ModuleType
+
+__all__ = ["BACKENDS", "get_backend", "set_backend"]
+
+BACKENDS = ("numpy", "numba")
+ENV_VAR = "BNLIB_BACKEND"
+_MODULES = {
+    "numpy": "bnlib._kernels.numpy_backend",
+    "numba": "bnlib._kernels.numba_backend",
+}
+_current: tuple[str, ModuleType] | None = None
+
+
+def _load(name: object, where: str) -> tuple[str, ModuleType]:
+    if not isinstance(name, str):
+        raise TypeError(f"{where} must be a str, got {type(name).__name__}")
+    if name not in BACKENDS:
+        raise ValueError(f"{where} must be one of {BACKENDS}, got {name!r}")
+    if name == "numba" and importlib.util.find_spec("numba") is None:
+        raise ImportError(
+            "the numba backend needs numba, which is not installed; "
+            'install it with: pip install "bnlib[fast]"'
+        )
+    return name, importlib.import_module(_MODULES[name])
+
+
+def set_backend(name: str) -> None:
+    """Choose the kernels of every later BatchNorm call in this process.
+
+    Parameters
+    ----------
+    name : {"numpy", "numba"}
+        ``"numba"`` compiles its kernels on first use (cached on disk afterwards).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``name`` is not one of the names above.
+    ImportError
+        For ``"numba"`` when numba is not installed; the message names the extra.
+
+    See Also
+    --------
+    get_backend
+    """
+    global _current
+    _current = _load(name, "the backend")
+
+
+def get_backend() -> str:
+    """The name of the backend in use: ``"numpy"`` unless chosen otherwise.
+
+    Returns
+    -------
+    str
+        Set by :func:`set_backend`, else by the environment variable
+        ``BNLIB_BACKEND``, else ``"numpy"``.
+    """
+    kernels()
+    assert _current is not None
+    return _current[0]
+
+
+def kernels() -> ModuleType:
+    """The module of the backend in use, with its primitives (for bnlib's own use)."""
+    global _current
+    if _current is None:
+        _current = _load(os.environ.get(ENV_VAR, "numpy"), ENV_VAR)
+    return _current[1]

@@ -39,7 +39,7 @@ if not numba.config.CACHE_DIR:  # neither NUMBA_CACHE_DIR nor a setting: ours
 __all__ = ["GROUP", "channel_sums", "input_grad", "normalized", "shift"]
 
 GROUP = 64  # samples per partial sum of an (N, C) input
-SHIFT_VALUES = 4096  # about how many values per channel the shift is the mean of
+SHIFT_VALUES = 256  # about how many values per channel the shift is the mean of
 _jit = njit(parallel=True, cache=True, fastmath=False, nogil=True)
 
 
@@ -93,71 +93,82 @@ def _grad_rows(x3, k, dy3):  # pragma: no cover - compiled
 
 
 @_jit
-def _group_sums(x2, k, dy2, with_dy):  # pragma: no cover - compiled
-    """Per group of ``GROUP`` samples of ``(N, C)``: the four sums; ``(G, 4, C)``."""
+def _stat_groups(x2, k):  # pragma: no cover - compiled
+    """Per group of ``GROUP`` samples of ``(N, C)``: sum(d), sum(d*d); ``(G, 2, C)``."""
     n, c = x2.shape
     groups = (n + GROUP - 1) // GROUP
-    out = np.zeros((groups, 4, c))
+    out = np.zeros((groups, 2, c))
     for b in prange(groups):
-        acc = out[b]
+        s, q = out[b, 0], out[b, 1]
         for i in range(b * GROUP, min(n, (b + 1) * GROUP)):
-            for j in range(c):
-                d = np.float64(x2[i, j]) - k[j]
-                acc[0, j] += d
-                acc[1, j] += d * d
-                if with_dy:
-                    dy = np.float64(dy2[i, j])
-                    acc[2, j] += dy
-                    acc[3, j] += dy * d
+            x = x2[i]
+            for j in range(c):  # channels innermost: one chain of sums per channel
+                d = np.float64(x[j]) - k[j]
+                s[j] += d
+                q[j] += d * d
     return out
 
 
 @_jit
-def _affine(x3, mean, scale, beta):  # pragma: no cover - compiled
-    """``(x - mean) * scale + beta`` per channel, computed in float64."""
+def _grad_groups(x2, k, dy2):  # pragma: no cover - compiled
+    """Per group of ``GROUP`` samples: the four sums of ``(N, C)``; ``(G, 4, C)``."""
+    n, c = x2.shape
+    groups = (n + GROUP - 1) // GROUP
+    out = np.zeros((groups, 4, c))
+    for b in prange(groups):
+        s, q, h, p = out[b, 0], out[b, 1], out[b, 2], out[b, 3]
+        for i in range(b * GROUP, min(n, (b + 1) * GROUP)):
+            x, g = x2[i], dy2[i]
+            for j in range(c):
+                d, e = np.float64(x[j]) - k[j], np.float64(g[j])
+                s[j] += d
+                q[j] += d * d
+                h[j] += e
+                p[j] += e * d
+    return out
+
+
+@_jit
+def _affine(x3, mean, scale, beta, y3):  # pragma: no cover - compiled
+    """``y3 = (x - mean) * scale + beta`` per channel, computed in float64."""
     n, c, length = x3.shape
-    y3 = np.empty_like(x3)
     for r in prange(n * c):
         i, j = r // c, r % c
+        x, y = x3[i, j], y3[i, j]
         m, s, b = mean[j], scale[j], beta[j]
         for t in range(length):
-            y3[i, j, t] = (np.float64(x3[i, j, t]) - m) * s + b
-    return y3
+            y[t] = (np.float64(x[t]) - m) * s + b
 
 
 @_jit
-def _affine_2d(x2, mean, scale, beta):  # pragma: no cover - compiled
+def _affine_2d(x2, mean, scale, beta, y2):  # pragma: no cover - compiled
     n, c = x2.shape
-    y2 = np.empty_like(x2)
     for i in prange(n):
+        x, y = x2[i], y2[i]
         for j in range(c):
-            y2[i, j] = (np.float64(x2[i, j]) - mean[j]) * scale[j] + beta[j]
-    return y2
+            y[j] = (np.float64(x[j]) - mean[j]) * scale[j] + beta[j]
 
 
 @_jit
-def _grad(dy3, x3, mean, k, c0, a):  # pragma: no cover - compiled
-    """``k * (dy - c0 - a * (x - mean))`` per channel, computed in float64."""
+def _grad(dy3, x3, mean, k, c0, a, dx3):  # pragma: no cover - compiled
+    """``dx3 = k * (dy - c0 - a * (x - mean))`` per channel, computed in float64."""
     n, c, length = x3.shape
-    dx3 = np.empty_like(x3)
     for r in prange(n * c):
         i, j = r // c, r % c
+        x, g, dx = x3[i, j], dy3[i, j], dx3[i, j]
         m, kj, cj, aj = mean[j], k[j], c0[j], a[j]
         for t in range(length):
-            d = np.float64(x3[i, j, t]) - m
-            dx3[i, j, t] = kj * (np.float64(dy3[i, j, t]) - cj - aj * d)
-    return dx3
+            dx[t] = kj * (np.float64(g[t]) - cj - aj * (np.float64(x[t]) - m))
 
 
 @_jit
-def _grad_2d(dy2, x2, mean, k, c0, a):  # pragma: no cover - compiled
+def _grad_2d(dy2, x2, mean, k, c0, a, dx2):  # pragma: no cover - compiled
     n, c = x2.shape
-    dx2 = np.empty_like(x2)
     for i in prange(n):
+        x, g, dx = x2[i], dy2[i], dx2[i]
         for j in range(c):
-            d = np.float64(x2[i, j]) - mean[j]
-            dx2[i, j] = k[j] * (np.float64(dy2[i, j]) - c0[j] - a[j] * d)
-    return dx2
+            d = np.float64(x[j]) - mean[j]
+            dx[j] = k[j] * (np.float64(g[j]) - c0[j] - a[j] * d)
 
 
 def _threads() -> None:
@@ -199,9 +210,10 @@ def channel_sums(
     g3 = x3 if dy3 is None else np.ascontiguousarray(dy3, dtype=x3.dtype)
     k = _vec(shift, x3.shape[1])
     out = np.zeros((4, x3.shape[1]))
-    if x3.shape[2] == 1:
-        parts = _group_sums(x3[:, :, 0], k, g3[:, :, 0], dy3 is not None)
-        out[:] = parts.sum(axis=0)
+    if x3.shape[2] == 1 and dy3 is None:
+        out[:2] = _stat_groups(x3[:, :, 0], k).sum(axis=0)
+    elif x3.shape[2] == 1:
+        out[:] = _grad_groups(x3[:, :, 0], k, g3[:, :, 0]).sum(axis=0)
     elif dy3 is None:
         out[:2] = _stat_rows(x3, k).sum(axis=0).T
     else:
@@ -216,9 +228,12 @@ def normalized(
     _threads()
     x3 = np.ascontiguousarray(x3)
     vs = [_vec(v, x3.shape[1]) for v in (mean, scale, beta)]
+    y3 = np.empty_like(x3)  # numpy's, which asks for huge pages: fewer page faults
     if x3.shape[2] == 1:
-        return _affine_2d(x3[:, :, 0], *vs)[:, :, None]
-    return _affine(x3, *vs)
+        _affine_2d(x3[:, :, 0], *vs, y3[:, :, 0])
+    else:
+        _affine(x3, *vs, y3)
+    return y3
 
 
 def input_grad(
@@ -229,6 +244,9 @@ def input_grad(
     x3 = np.ascontiguousarray(x3)
     dy3 = np.ascontiguousarray(dy3, dtype=x3.dtype)
     vs = [_vec(v, x3.shape[1]) for v in (mean, *coef)]
+    dx3 = np.empty_like(x3)
     if x3.shape[2] == 1:
-        return _grad_2d(dy3[:, :, 0], x3[:, :, 0], *vs)[:, :, None]
-    return _grad(dy3, x3, *vs)
+        _grad_2d(dy3[:, :, 0], x3[:, :, 0], *vs, dx3[:, :, 0])
+    else:
+        _grad(dy3, x3, *vs, dx3)
+    return dx3

@@ -24,9 +24,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
-__all__ = ["BACKENDS", "get_backend", "set_backend"]
+__all__ = ["BACKENDS", "get_backend", "set_backend", "using"]
 
 BACKENDS = ("numpy", "numba")
 ENV_VAR = "BNLIB_BACKEND"
@@ -85,6 +87,23 @@ def get_backend() -> str:
     kernels()
     assert _current is not None
     return _current[0]
+
+
+@contextmanager
+def using(name: str) -> Iterator[None]:
+    """Run a block of code with backend ``name``, then go back to the previous one.
+
+    Parameters
+    ----------
+    name : {"numpy", "numba"}
+        As for :func:`set_backend`, which raises the same errors.
+    """
+    global _current
+    before, _current = _current, _load(name, "the backend")
+    try:
+        yield
+    finally:
+        _current = before
 
 
 def kernels() -> ModuleType:

@@ -4,11 +4,18 @@ Each primitive is one loop over the data, compiled by numba: the statistics and 
 backward sums read ``x`` (and ``dy``) once, the two applies read them once and
 write once, so forward is 2 passes and backward 2, with every step of a value done
 while it is in a register. Sums are accumulated in float64 about a shift ``K``
-(``d = x - K``), in four independent partial sums per row so that the additions
-need not wait for one another; float32 inputs thus keep their digits far from
-zero. Loops run in parallel (``prange``) over rows ``(n, c)``, or, for ``(N, C)``
-inputs, over groups of samples with the channels innermost; partial sums are
-added in a fixed order, so results do not depend on the number of threads.
+(``d = x - K``, formed in float64), in independent chains of partial sums per row
+(four for the statistics, two for each backward sum) so that an addition need not
+wait for the one before; float32 inputs thus keep their digits far from zero. No
+``fastmath``: the order of every sum is fixed. Loops run in parallel (``prange``)
+over rows ``(n, c)``, or, for ``(N, C)`` inputs, over groups of samples with the
+channels innermost; each row or group is summed by one thread and the partial sums
+are added in a fixed order, so results do not depend on the number of threads
+(``bnlib.set_num_threads``, applied to numba at each call).
+
+numba's OpenMP threads are asked to wait passively (``OMP_WAIT_POLICY=PASSIVE``
+unless set): spinning after each kernel, they took the cores from the next numpy or
+PyTorch call in the same process, which then ran up to 10 times slower on 2 cores.
 
 Compiled code is cached on disk (``cache=True``), in ``NUMBA_CACHE_DIR`` or, if that
 is unset, in the user's cache folder (``~/.cache/bnlib/numba``): the folder beside
@@ -32,9 +39,7 @@ from numba import njit, prange
 
 from bnlib._kernels.blocked import get_num_threads
 
-# numba's OpenMP threads would otherwise spin for a while after each kernel, taking
-# the cores from PyTorch or numpy in the same process (10 times slower on 2 cores).
-# The setting is read when numba first starts its threads: from here on, not before.
+# Read when numba first starts its threads (see the module's docstring).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if not numba.config.CACHE_DIR:  # neither NUMBA_CACHE_DIR nor a setting: ours

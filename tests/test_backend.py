@@ -154,3 +154,24 @@ def test_numpy_few_channel_long_rows_match_the_blocked_passes(rng):
         rtol=1e-12,
         atol=1e-9,
     )
+
+
+def test_using_restores_the_previous_backend(restore):
+    bnlib.set_backend("numpy")
+    with chooser.using("numpy"):
+        assert bnlib.get_backend() == "numpy"
+    with pytest.raises(ValueError, match="backend"), chooser.using("cobol"):
+        pass
+    assert bnlib.get_backend() == "numpy"
+
+
+def test_numba_kernels_follow_set_num_threads(restore, rng):
+    numba = pytest.importorskip("numba")
+    before = bnlib.get_num_threads()
+    bnlib.set_backend("numba")
+    try:
+        bnlib.set_num_threads(1)
+        bnlib.batch_norm(rng.normal(size=(4, 3, 5)), None, None, training=True)
+        assert numba.get_num_threads() == 1
+    finally:
+        bnlib.set_num_threads(before)

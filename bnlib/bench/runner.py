@@ -33,6 +33,7 @@ The chapter "How fast is bnlib?" (``chapters/08-speed.md``).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import statistics
@@ -238,7 +239,7 @@ def run_case(
     gamma = rng.normal(size=x.shape[1]).astype(dt)
     makers: dict[str, Callable[..., Calls]] = {
         "bnlib": _bnlib_calls,
-        "numba": lambda *a: _bnlib_calls(*a, backend="numba"),
+        "numba": functools.partial(_bnlib_calls, backend="numba"),
         "textbook": _textbook_calls,
         "torch": _torch_calls,
     }

@@ -9,9 +9,10 @@
     y = bn(np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32))
 
 The library: the functional forms (:func:`batch_norm` and its backward passes,
-:func:`ghost_batch_norm`, folding), the layers (:class:`BatchNorm1d` ...) and
-:func:`set_num_threads`, :func:`set_backend` (numpy, or the compiled numba kernels of
-the ``fast`` extra). Subpackages, imported on their own:
+:func:`ghost_batch_norm`, folding, :func:`from_keras`), the layers
+(:class:`BatchNorm1d` ...), :func:`set_num_threads` and :func:`set_backend` (numpy,
+or the compiled numba kernels of the ``fast`` extra). Subpackages, imported on their
+own:
 
 - ``bnlib.torch``: the same inside PyTorch (an autograd Function, drop-in layers,
   model helpers); needs the ``torch`` extra.
@@ -28,6 +29,7 @@ from bnlib.batchnorm import (
     batch_norm_eval_backward,
     batch_stats,
 )
+from bnlib.convert import from_keras
 from bnlib.fold import bn_affine, fold_batch_norm
 from bnlib.ghost import ghost_batch_norm, ghost_batch_norm_backward
 from bnlib.modules import BatchNorm1d, BatchNorm2d, BatchNorm3d
@@ -43,6 +45,7 @@ __all__ = [
     "batch_stats",
     "bn_affine",
     "fold_batch_norm",
+    "from_keras",
     "get_backend",
     "get_num_threads",
     "ghost_batch_norm",

@@ -11,15 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from bnlib._checks import (
     affine_or_default,
     as_channel_vector,
     as_float_input,
+    check_bool,
+    check_eps,
     check_momentum,
     check_running_buffer,
     check_same_shape,
     check_stats_pair,
+    quiet_non_finite,
 )
 from bnlib._kernels.blocked import per_channel
 from bnlib.backend import kernels
@@ -71,7 +75,8 @@ def _moments(
     return shift + delta, var, s_dy, s_dyd - delta * s_dy
 
 
-def batch_stats(input: Any) -> tuple[np.ndarray, np.ndarray]:
+@quiet_non_finite
+def batch_stats(input: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
     """Per-channel mean and biased variance of a batch.
 
     Parameters
@@ -112,16 +117,17 @@ def _update_running(
     running_var += momentum * unbiased
 
 
+@quiet_non_finite
 def batch_norm(
-    input: Any,
-    running_mean: np.ndarray | None,
-    running_var: np.ndarray | None,
-    weight: Any = None,
-    bias: Any = None,
+    input: ArrayLike,
+    running_mean: NDArray[Any] | None,
+    running_var: NDArray[Any] | None,
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
-) -> np.ndarray:
+) -> NDArray[Any]:
     """Batch normalization, with the semantics of ``torch.nn.functional.batch_norm``.
 
     Parameters
@@ -165,14 +171,17 @@ def batch_norm(
     """
     x_in = as_float_input(input)
     x, num_channels = _working(x_in), x_in.shape[1]
+    training = check_bool(training, "training")
     check_stats_pair(running_mean, running_var, training)
     if running_mean is not None:
         check_running_buffer(running_mean, "running_mean", num_channels)
         check_running_buffer(running_var, "running_var", num_channels)
     gamma = affine_or_default(weight, "weight", num_channels, x.dtype, 1)
     beta = affine_or_default(bias, "bias", num_channels, x.dtype, 0)
-    eps = float(eps)
-    if not training:
+    eps = check_eps(eps)
+    if not training and running_mean is not None and running_var is not None:
+        if x.size == 0:
+            return np.empty_like(x_in)
         y = _normalize_with(x, running_mean, running_var, gamma, beta, eps)
         return y.astype(x_in.dtype, copy=False)
     momentum = check_momentum(momentum)
@@ -186,7 +195,7 @@ def batch_norm(
         return np.empty_like(x_in)
     x3 = _as_ncl(x)
     mu, var, _, _ = _moments(x3)
-    if running_mean is not None:
+    if running_mean is not None and running_var is not None:
         _update_running(running_mean, running_var, mu, var, n, momentum)
     inv_std = 1 / np.sqrt(var + eps)
     y3 = kernels().normalized(x3, mu, gamma * inv_std, beta)
@@ -227,9 +236,13 @@ def _grads_from_x_hat(
     return dx3, dgamma, dbeta
 
 
+@quiet_non_finite
 def batch_norm_backward(
-    grad_output: Any, input: Any, weight: Any = None, eps: float = 1e-5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    grad_output: ArrayLike,
+    input: ArrayLike,
+    weight: ArrayLike | None = None,
+    eps: float = 1e-5,
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Gradients of training-mode :func:`batch_norm`, in closed form.
 
     Parameters
@@ -286,14 +299,15 @@ def batch_norm_backward(
     return out, dgamma.astype(x_in.dtype), dbeta.astype(x_in.dtype)
 
 
+@quiet_non_finite
 def batch_norm_eval_backward(
-    grad_output: Any,
-    input: Any,
-    running_mean: Any,
-    running_var: Any,
-    weight: Any = None,
+    grad_output: ArrayLike,
+    input: ArrayLike,
+    running_mean: ArrayLike,
+    running_var: ArrayLike,
+    weight: ArrayLike | None = None,
     eps: float = 1e-5,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Gradients of eval-mode :func:`batch_norm`, a fixed per-channel affine map.
 
     Parameters
@@ -323,6 +337,8 @@ def batch_norm_eval_backward(
     mean = as_channel_vector(running_mean, "running_mean", c, dt)
     var = as_channel_vector(running_var, "running_var", c, dt)
     gamma = affine_or_default(weight, "weight", c, dt, 1)
+    if x.size == 0:
+        return np.zeros_like(x_in), np.zeros(c, x_in.dtype), np.zeros(c, x_in.dtype)
     inv_std = 1 / np.sqrt(var.astype(np.float64) + eps)
     x3, dy3 = _as_ncl(x), _as_ncl(dy.astype(dt, copy=False))
     _, _, dbeta, dy_centred = kernels().channel_sums(x3, mean, dy3)

@@ -14,18 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-from bnlib._checks import as_channel_vector
+from bnlib._checks import affine_or_default, as_channel_vector, check_eps
 
 __all__ = ["bn_affine", "fold_batch_norm"]
-
-
-def _check_eps(eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
-    return float(eps)
 
 
 def _floating(v: Any, name: str, min_ndim: int) -> np.ndarray:
@@ -39,20 +32,13 @@ def _floating(v: Any, name: str, min_ndim: int) -> np.ndarray:
     return arr
 
 
-def _vector_or(v: Any, name: str, c: int, dt: np.dtype, default: float) -> np.ndarray:
-    """A ``(C,)`` parameter in ``dt``, or ``default`` everywhere when ``v`` is None."""
-    if v is None:
-        return np.full(c, default, dtype=dt)
-    return as_channel_vector(v, name, c, dt)
-
-
 def bn_affine(
-    running_mean: Any,
-    running_var: Any,
-    weight: Any = None,
-    bias: Any = None,
+    running_mean: ArrayLike,
+    running_var: ArrayLike,
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
     eps: float = 1e-5,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """The eval-mode BatchNorm of one layer as the per-channel map ``y = a x + b``.
 
     Parameters
@@ -82,26 +68,26 @@ def bn_affine(
     mean = _floating(running_mean, "running_mean", 1)
     c, dt = mean.shape[0], mean.dtype
     var = as_channel_vector(running_var, "running_var", c, dt)
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     if np.any(~(var + eps > 0)):
         raise ValueError(
             f"running_var + eps must be positive in every channel, got {var + eps}"
         )
-    gamma = _vector_or(weight, "weight", c, dt, 1)
-    beta = _vector_or(bias, "bias", c, dt, 0)
+    gamma = affine_or_default(weight, "weight", c, dt, 1)
+    beta = affine_or_default(bias, "bias", c, dt, 0)
     a = gamma / np.sqrt(var + dt.type(eps))
     return a, beta - a * mean
 
 
 def fold_batch_norm(
-    layer_weight: Any,
-    layer_bias: Any,
-    running_mean: Any,
-    running_var: Any,
-    bn_weight: Any = None,
-    bn_bias: Any = None,
+    layer_weight: ArrayLike,
+    layer_bias: ArrayLike | None,
+    running_mean: ArrayLike,
+    running_var: ArrayLike,
+    bn_weight: ArrayLike | None = None,
+    bn_bias: ArrayLike | None = None,
     eps: float = 1e-5,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """Weights and bias of ``BN(layer(x))`` as one linear or convolution layer.
 
     Parameters
@@ -132,6 +118,6 @@ def fold_batch_norm(
     c, dt = w.shape[0], w.dtype
     mean = as_channel_vector(running_mean, "running_mean", c, dt)
     var = as_channel_vector(running_var, "running_var", c, dt)
-    c_bias = _vector_or(layer_bias, "layer_bias", c, dt, 0)
+    c_bias = affine_or_default(layer_bias, "layer_bias", c, dt, 0)
     a, b = bn_affine(mean, var, bn_weight, bn_bias, eps)
     return w * a.reshape(-1, *([1] * (w.ndim - 1))), a * c_bias + b

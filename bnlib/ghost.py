@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from bnlib._checks import as_float_input
 from bnlib.batchnorm import batch_norm, batch_norm_backward
@@ -66,16 +67,16 @@ def num_ghosts(shape: tuple[int, ...], ghost_size: Any) -> int:
 
 
 def ghost_batch_norm(
-    input: Any,
+    input: ArrayLike,
     ghost_size: int,
-    running_mean: np.ndarray | None,
-    running_var: np.ndarray | None,
-    weight: Any = None,
-    bias: Any = None,
+    running_mean: NDArray[Any] | None,
+    running_var: NDArray[Any] | None,
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
-) -> np.ndarray:
+) -> NDArray[Any]:
     """Batch normalization with statistics over ghost batches of ``ghost_size``.
 
     Parameters
@@ -119,8 +120,12 @@ def ghost_batch_norm(
 
 
 def ghost_batch_norm_backward(
-    grad_output: Any, input: Any, ghost_size: int, weight: Any = None, eps: float = 1e-5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    grad_output: ArrayLike,
+    input: ArrayLike,
+    ghost_size: int,
+    weight: ArrayLike | None = None,
+    eps: float = 1e-5,
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Gradients of training-mode :func:`ghost_batch_norm`.
 
     Parameters

@@ -7,45 +7,38 @@ numpy network without autograd.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-from bnlib._checks import as_float_input, check_same_shape
-from bnlib.batchnorm import (
-    batch_norm,
-    batch_norm_backward,
-    batch_norm_eval_backward,
+from bnlib._checks import (
+    MixedDtypeError,
+    as_float_input,
+    check_bool,
+    check_device,
+    check_layer_args,
+    check_same_shape,
+    float_dtype,
 )
+from bnlib._state import IncompatibleKeys, StateDictMixin
+from bnlib.batchnorm import batch_norm, batch_norm_backward
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
-
-def _check_constructor(num_features: Any, eps: Any, momentum: Any, dtype: Any) -> None:
-    if isinstance(num_features, bool) or not isinstance(
-        num_features, (int, np.integer)
-    ):
-        raise TypeError(
-            f"num_features must be an int, got {type(num_features).__name__}"
-        )
-    if num_features < 1:
-        raise ValueError(f"num_features must be positive, got {num_features}")
-    if not isinstance(eps, (int, float, np.floating)) or isinstance(eps, bool):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
-    if momentum is not None and (
-        isinstance(momentum, bool)
-        or not isinstance(momentum, (int, float, np.floating))
-    ):
-        raise TypeError(
-            f"momentum must be a real number or None, got {type(momentum).__name__}"
-        )
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {np.dtype(dtype)}")
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "IncompatibleKeys"]
 
 
-class _BatchNorm:
+def _accumulate(total: NDArray[Any] | None, grad: NDArray[Any]) -> NDArray[Any]:
+    """``total + grad`` in place, as PyTorch adds into ``.grad``; ``grad`` if None."""
+    if total is None:
+        return grad.copy()
+    total += grad
+    return total
+
+
+class _BatchNorm(StateDictMixin):
     """Common code of the BatchNorm layers; see :class:`BatchNorm1d`."""
 
     _ranks: tuple[int, ...] = ()
@@ -58,21 +51,25 @@ class _BatchNorm:
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-        dtype: Any = np.float32,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
     ) -> None:
-        _check_constructor(num_features, eps, momentum, dtype)
+        check_layer_args(num_features, eps, momentum)
+        check_device(device)
+        self.dtype = float_dtype(dtype)
         self.num_features = int(num_features)
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
-        self.dtype = np.dtype(dtype)
         self.training = True
         c, dt = self.num_features, self.dtype
         self.weight = np.ones(c, dt) if self.affine else None
-        self.bias = np.zeros(c, dt) if self.affine else None
-        self.weight_grad: np.ndarray | None = None
-        self.bias_grad: np.ndarray | None = None
+        self.bias = np.zeros(c, dt) if self.affine and bias else None
+        self.weight_grad: NDArray[Any] | None = None
+        self.bias_grad: NDArray[Any] | None = None
         self.running_mean = np.zeros(c, dt) if self.track_running_stats else None
         self.running_var = np.ones(c, dt) if self.track_running_stats else None
         self.num_batches_tracked = (
@@ -84,37 +81,57 @@ class _BatchNorm:
         return (
             f"{type(self).__name__}({self.num_features}, eps={self.eps}, "
             f"momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.bias is not None}, "
             f"track_running_stats={self.track_running_stats})"
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle parameters, buffers and settings; never a saved input."""
+        state = self.__dict__.copy()
+        state["_saved"] = None
+        return state
+
     # -- modes and resets -------------------------------------------------------
-    def train(self, mode: bool = True) -> _BatchNorm:
+    def train(self, mode: bool = True) -> Self:
         """Set training mode (batch statistics) or eval mode; returns self."""
-        if not isinstance(mode, (bool, np.bool_)):
-            raise TypeError(f"training mode must be a bool, got {type(mode).__name__}")
-        self.training = bool(mode)
+        self.training = check_bool(mode, "training mode")
         return self
 
-    def eval(self) -> _BatchNorm:
+    def eval(self) -> Self:
         """Set eval mode (running statistics); returns self."""
         return self.train(False)
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear ``weight_grad`` and ``bias_grad`` (None, or zeros), as PyTorch's
+        ``Module.zero_grad``; :meth:`backward` adds into them."""
+        check_bool(set_to_none, "set_to_none")
+        for name in ("weight_grad", "bias_grad"):
+            grad = getattr(self, name)
+            if set_to_none or grad is None:
+                setattr(self, name, None)
+            else:
+                grad.fill(0)
+
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, no batches tracked."""
-        if self.track_running_stats:
-            self.running_mean.fill(0)
-            self.running_var.fill(1)
-            self.num_batches_tracked.fill(0)
+        for buf, value in (
+            (self.running_mean, 0),
+            (self.running_var, 1),
+            (self.num_batches_tracked, 0),
+        ):
+            if buf is not None:
+                buf.fill(value)
 
     def reset_parameters(self) -> None:
         """Reset the running statistics and set gamma = 1, beta = 0."""
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             self.weight.fill(1)
+        if self.bias is not None:
             self.bias.fill(0)
 
     # -- forward and backward ---------------------------------------------------
-    def _check_input(self, input: Any) -> np.ndarray:
+    def _check_input(self, input: ArrayLike) -> NDArray[Any]:
         ndim = np.ndim(input)
         if ndim not in self._ranks:
             raise ValueError(f"expected {self._rank_text} input (got {ndim}D input)")
@@ -129,22 +146,40 @@ class _BatchNorm:
                 "Expected more than 1 value per channel when training, "
                 f"got input of shape {x.shape}"
             )
+        self._check_dtype(x.dtype)
         return x
+
+    def _check_dtype(self, dtype: np.dtype[Any]) -> None:
+        """As in PyTorch: a layer with parameters or buffers takes its own dtype
+        (and float16 into float32), a layer with neither any dtype."""
+        stateful = self.weight is not None or self.running_mean is not None
+        half = dtype == np.float16 and self.dtype == np.float32
+        if stateful and dtype != self.dtype and not half:
+            raise MixedDtypeError(
+                f"mixed dtype: the layer's parameters and buffers are {self.dtype}, "
+                f"the input is {dtype}; convert one to the other"
+            )
 
     def _momentum_for_step(self) -> float:
         """Count the batch and return this step's averaging factor."""
-        if not (self.training and self.track_running_stats):
+        count = self.num_batches_tracked
+        if not (self.training and count is not None):
             return 0.0
-        self.num_batches_tracked += 1
+        count += 1
         if self.momentum is None:
-            return 1.0 / float(self.num_batches_tracked)
+            return 1.0 / float(count)
         return self.momentum
 
-    def forward(self, input: Any) -> np.ndarray:
+    def __call__(self, input: ArrayLike) -> NDArray[Any]:
+        """``self.forward(input)``, so that a subclass's ``forward`` runs."""
+        return self.forward(input)
+
+    def forward(self, input: ArrayLike) -> NDArray[Any]:
         """Normalize ``input`` of shape ``(N, C, *)``; see :func:`bnlib.batch_norm`.
 
         Training mode (or a layer without running statistics) uses the batch
         statistics and updates the running ones; eval mode uses the running ones.
+        In training mode the input is kept for one :meth:`backward`.
         """
         x = self._check_input(input)
         factor = self._momentum_for_step()
@@ -160,117 +195,44 @@ class _BatchNorm:
             factor,
             self.eps,
         )
-        self._saved = {
-            "input": x,
-            "use_batch": use_batch,
-            "weight": None if self.weight is None else self.weight.copy(),
-            "mean": None if use_batch else self.running_mean.copy(),
-            "var": None if use_batch else self.running_var.copy(),
-        }
+        w = self.weight
+        self._saved = None
+        if self.training:
+            self._saved = {"input": x, "weight": None if w is None else w.copy()}
         return y
 
-    __call__ = forward
+    def backward(self, grad_output: ArrayLike) -> NDArray[Any]:
+        """Gradient of the last training-mode forward pass.
 
-    def backward(self, grad_output: Any) -> np.ndarray:
-        """Gradient of the last forward pass; sets ``weight_grad`` and ``bias_grad``.
+        Adds ``dl/dgamma`` and ``dl/dbeta`` into ``weight_grad`` and ``bias_grad``
+        (as PyTorch adds into ``.grad``; clear them with :meth:`zero_grad`) and
+        frees the saved input: one backward per forward.
 
         Parameters
         ----------
-        grad_output : ndarray, shape ``(N, C, *)``
+        grad_output : array_like, shape ``(N, C, *)``
             ``dl/dy`` for the output of the last call.
 
         Returns
         -------
         ndarray, shape ``(N, C, *)``
-            ``dl/dx``. Batch statistics are differentiated through when they were
-            used; in eval mode the layer is a per-channel affine map.
+            ``dl/dx``, differentiated through the batch statistics.
         """
         if self._saved is None:
             raise RuntimeError(
-                "backward() called before forward(): nothing to differentiate"
+                "backward() needs a training-mode forward() first: the input is "
+                "kept only in training mode, and only until one backward()"
             )
         s = self._saved
         dy = as_float_input(grad_output, "grad_output")
         check_same_shape(dy, s["input"], "grad_output", "the last forward input")
-        if s["use_batch"]:
-            dx, dgamma, dbeta = batch_norm_backward(
-                dy, s["input"], s["weight"], self.eps
-            )
-        else:
-            dx, dgamma, dbeta = batch_norm_eval_backward(
-                dy, s["input"], s["mean"], s["var"], s["weight"], self.eps
-            )
-        if self.affine:
-            self.weight_grad = dgamma.astype(self.dtype)
-            self.bias_grad = dbeta.astype(self.dtype)
+        dx, dgamma, dbeta = batch_norm_backward(dy, s["input"], s["weight"], self.eps)
+        self._saved = None
+        if self.weight is not None:
+            self.weight_grad = _accumulate(self.weight_grad, dgamma.astype(self.dtype))
+        if self.bias is not None:
+            self.bias_grad = _accumulate(self.bias_grad, dbeta.astype(self.dtype))
         return dx
-
-    # -- state dict -------------------------------------------------------------
-    def _state_keys(self) -> list[str]:
-        keys = ["weight", "bias"] if self.affine else []
-        if self.track_running_stats:
-            keys += ["running_mean", "running_var", "num_batches_tracked"]
-        return keys
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters and buffers, under PyTorch's key names."""
-        return {k: np.array(getattr(self, k), copy=True) for k in self._state_keys()}
-
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
-        """Load parameters and buffers, e.g. from ``torch.nn.BatchNorm2d.state_dict()``.
-
-        Values may be numpy arrays or CPU tensors. Everything is validated before
-        anything is written, so a bad state dict leaves the layer unchanged. As in
-        PyTorch, a missing ``num_batches_tracked`` (older state dicts) is allowed
-        and leaves the count as it is.
-
-        Parameters
-        ----------
-        state_dict : dict
-            Keys as returned by :meth:`state_dict`.
-        strict : bool
-            Raise ``ValueError`` on missing or unexpected keys.
-        """
-        if not isinstance(state_dict, dict):
-            raise TypeError(
-                f"state_dict must be a dict, got {type(state_dict).__name__}"
-            )
-        expected = self._state_keys()
-        # Like PyTorch, accept state dicts saved before num_batches_tracked existed:
-        # the current count is kept.
-        missing = [
-            k for k in expected if k not in state_dict and k != "num_batches_tracked"
-        ]
-        unexpected = [k for k in state_dict if k not in expected]
-        if strict and (missing or unexpected):
-            raise ValueError(
-                f"state_dict does not match {self!r}: missing keys {missing}, "
-                f"unexpected keys {unexpected}"
-            )
-        staged = {
-            k: self._checked_entry(k, state_dict[k])
-            for k in expected
-            if k in state_dict
-        }
-        for key, value in staged.items():
-            getattr(self, key)[...] = value
-
-    def _checked_entry(self, key: str, value: Any) -> np.ndarray:
-        arr = np.asarray(value)
-        if key == "num_batches_tracked":
-            if arr.shape not in ((), (1,)) or not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(
-                    f"num_batches_tracked must be an integer scalar, got "
-                    f"dtype {arr.dtype} and shape {arr.shape}"
-                )
-            return arr.reshape(())
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise TypeError(f"{key} must have a floating dtype, got {arr.dtype}")
-        if arr.shape != (self.num_features,):
-            raise ValueError(
-                f"{key} must have shape ({self.num_features},), got {arr.shape}"
-            )
-        return arr
 
 
 class BatchNorm1d(_BatchNorm):
@@ -290,8 +252,14 @@ class BatchNorm1d(_BatchNorm):
     track_running_stats : bool
         Keep ``running_mean``, ``running_var`` and ``num_batches_tracked``; if False
         they are None and batch statistics are used in eval mode too.
-    dtype : numpy floating dtype
-        dtype of the parameters and buffers.
+    device : None or "cpu"
+        For PyTorch's signature; bnlib computes on the CPU.
+    dtype : numpy or torch floating dtype, optional
+        dtype of the parameters and buffers (default float32). ``torch.float64``
+        means ``numpy.float64``. Inputs must have this dtype (float16 input is
+        accepted by a float32 layer), as in PyTorch.
+    bias : bool, keyword-only
+        With ``affine``, learn ``bias``; if False it is None (PyTorch 2.13).
 
     Notes
     -----

@@ -164,7 +164,7 @@ def test_backward_non_floating_grad_raises_type_error():
 
 
 def test_module_backward_before_forward_raises():
-    with pytest.raises(RuntimeError, match="before forward"):
+    with pytest.raises(RuntimeError, match="needs a training-mode forward"):
         bnlib.BatchNorm1d(3).backward(np.ones((4, 3)))
 
 
@@ -228,6 +228,6 @@ def test_load_state_dict_rejects_bad_dicts_without_partial_update(edit, exc, mes
     _assert_state_unchanged(bn, before)
 
 
-def test_load_state_dict_rejects_non_dict():
-    with pytest.raises(TypeError, match="must be a dict"):
+def test_load_state_dict_rejects_non_mapping():
+    with pytest.raises(TypeError, match="must be a Mapping"):
         bnlib.BatchNorm1d(3).load_state_dict([("weight", np.ones(3))])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -45,7 +46,22 @@ Block = tuple[slice, ...]
 R = TypeVar("R")
 
 
+def _env_threads(name: str) -> int | None:
+    """A positive thread count from environment variable ``name``, or None.
+
+    ``OMP_NUM_THREADS`` may list one count per nesting level (``"4,2"``): the
+    first is the outer one.
+    """
+    value = os.environ.get(name, "").split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def _default_threads() -> int:
+    """``BNLIB_NUM_THREADS``, else ``OMP_NUM_THREADS`` (so that inside a torch
+    program bnlib takes the cores torch was given), else the usable cores."""
+    for name in ("BNLIB_NUM_THREADS", "OMP_NUM_THREADS"):
+        if (n := _env_threads(name)) is not None:
+            return n
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -53,12 +69,16 @@ def _default_threads() -> int:
 
 _threads = _default_threads()
 _pool: ThreadPoolExecutor | None = None
+# Guards _threads and _pool. A pool that set_num_threads replaces is not shut
+# down: the calls still using it finish with it, and its threads exit once the
+# last of them lets it go.
+_lock = threading.Lock()
 
 
 def _forget_pool() -> None:
     """A forked child cannot use its parent's threads: start a fresh pool there."""
-    global _pool
-    _pool = None
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -71,7 +91,8 @@ def get_num_threads() -> int:
     Returns
     -------
     int
-        By default the number of cores this process may run on.
+        By default ``BNLIB_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the
+        number of cores this process may run on.
 
     See Also
     --------
@@ -82,6 +103,9 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads of the blocked passes.
+
+    Safe to call while other threads compute: a call already running finishes
+    with the threads it started with.
 
     Parameters
     ----------
@@ -98,16 +122,21 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"the number of threads must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"the number of threads must be at least 1, got {n}")
-    if _pool is not None:
-        _pool.shutdown()
-    _threads, _pool = int(n), None
+    with _lock:
+        _threads, _pool = int(n), None
 
 
-def _executor() -> ThreadPoolExecutor:
+def _helpers(n_blocks: int) -> tuple[int, ThreadPoolExecutor | None]:
+    """How many helper threads a pass over ``n_blocks`` blocks calls in, and the
+    pool they come from (None when none are needed)."""
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_threads - 1)
-    return _pool
+    with _lock:
+        n_helpers = min(_threads, n_blocks // BLOCKS_PER_THREAD) - 1
+        if n_helpers < 1:
+            return 0, None
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_threads - 1)
+        return n_helpers, _pool
 
 
 def blocks(x3: np.ndarray) -> list[Block]:
@@ -193,8 +222,14 @@ def map_blocks(fn: Callable[[Block], R], blks: list[Block]) -> list[R]:
         while (i := next(taken)) < len(blks):
             results[i] = fn(blks[i])
 
-    n_helpers = min(_threads, len(blks) // BLOCKS_PER_THREAD) - 1
-    helpers = [_executor().submit(work) for _ in range(n_helpers)]
+    n_helpers, pool = _helpers(len(blks))
+    err = np.geterr()  # numpy's error state is per thread: helpers take the caller's
+
+    def helper() -> None:
+        with np.errstate(**err):
+            work()
+
+    helpers = [pool.submit(helper) for _ in range(n_helpers)] if pool else []
     try:
         work()
     finally:

@@ -66,11 +66,13 @@ def _sums(d: np.ndarray, g: np.ndarray | None, total: Sum, dot: Dot) -> np.ndarr
 
 
 def _einsum_sum(a: np.ndarray) -> np.ndarray:
-    return np.einsum("ncl->c", a)
+    sums: np.ndarray = np.einsum("ncl->c", a)
+    return sums
 
 
 def _einsum_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("ncl,ncl->c", a, b)
+    dots: np.ndarray = np.einsum("ncl,ncl->c", a, b)
+    return dots
 
 
 def _groups(a: np.ndarray) -> list[np.ndarray]:
@@ -82,21 +84,24 @@ def _groups(a: np.ndarray) -> list[np.ndarray]:
 
 
 def _grouped_sum(a: np.ndarray) -> np.ndarray:
-    return sum(
+    sums: np.ndarray = sum(
         np.einsum("gqcl->gc", p).sum(axis=0, dtype=np.float64) for p in _groups(a)
     )
+    return sums
 
 
 def _grouped_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     pairs = zip(_groups(a), _groups(b), strict=True)
-    return sum(
+    dots: np.ndarray = sum(
         np.einsum("gqcl,gqcl->gc", p, q).sum(axis=0, dtype=np.float64) for p, q in pairs
     )
+    return dots
 
 
 def _pairwise(d: np.ndarray, g: np.ndarray | None) -> np.ndarray:
     def total(a: np.ndarray) -> np.ndarray:
-        return a.sum(axis=2).sum(axis=0, dtype=np.float64)
+        sums: np.ndarray = a.sum(axis=2).sum(axis=0, dtype=np.float64)
+        return sums
 
     out = np.zeros((4, d.shape[1]))
     if g is not None:

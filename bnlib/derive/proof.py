@@ -2,7 +2,8 @@
 
 :func:`prove_equal` first evaluates ``a - b`` at a random rational point: a clearly
 nonzero value there is a counterexample, which settles inequality. Otherwise
-``sympy.simplify(a - b)`` must reduce the difference to exactly 0: that is the proof.
+``sympy.cancel`` (for rational functions) or ``sympy.simplify`` must reduce the
+difference to exactly 0: that is the proof.
 Where simplify would be too slow (``method="numeric"``, or ``method="auto"`` on a
 large difference) the check falls back to evaluating at several random rational
 points. That is evidence, not proof, and the result says so in ``method``.
@@ -30,9 +31,10 @@ class Proof:
     """The verdict on ``a == b``.
 
     ``holds`` is the verdict. ``method`` says how it was reached: ``"simplify"``
-    (``simplify(a - b)`` is exactly 0: a proof), ``"counterexample"`` (``a - b`` is
-    nonzero at the rational point ``point``: a disproof), ``"numeric"`` (``a - b``
-    vanished at ``points_checked`` random rational points: evidence, not proof) or
+    (``cancel`` or ``simplify`` reduce ``a - b`` to exactly 0: a proof),
+    ``"counterexample"`` (``a - b`` is nonzero at the rational point ``point``: a
+    disproof), ``"numeric"`` (``a - b`` vanished at ``points_checked`` random
+    rational points: evidence, not proof) or
     ``"undecided"`` (simplify left a nonzero expression but no counterexample was
     found; ``holds`` is False). ``residual`` is the simplified difference, or the
     difference's value at the counterexample.
@@ -92,6 +94,15 @@ def _search(diff: sp.Expr, points: int, rnd: random.Random) -> Proof | None:
     raise ValueError(f"could not find {points} regular points of {diff}")
 
 
+def _cancel(diff: sp.Expr) -> sp.Expr:
+    """``diff`` over a common denominator, common factors cancelled: exactly 0 for
+    a rational function that vanishes identically (fast where simplify is slow)."""
+    try:
+        return sp.cancel(sp.together(diff))
+    except sp.PolynomialError:  # not a rational function of its generators
+        return diff
+
+
 def _check_args(a: object, b: object, method: str, points: int) -> None:
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
@@ -120,7 +131,9 @@ def _prove_one(
     if method == "numeric":
         found = _search(diff, points, rnd)
         return found or Proof(True, "numeric", sp.Integer(0), None, points + 1)
-    residual = sp.simplify(diff)
+    residual = _cancel(diff)
+    if residual != 0:
+        residual = sp.simplify(residual)
     if residual == 0:
         return Proof(True, "simplify", sp.Integer(0))
     found = _search(residual, points, rnd)
@@ -143,7 +156,7 @@ def prove_equal(
     a, b : sympy expression, or sequences of the same length
         Sequences are compared element by element.
     method : {"simplify", "numeric", "auto"}
-        ``"simplify"`` proves with ``sympy.simplify(a - b) == 0``; ``"numeric"``
+        ``"simplify"`` proves with ``sympy.cancel`` or ``sympy.simplify``; ``"numeric"``
         only evaluates at ``points`` random rational points (for differences too
         large for simplify); ``"auto"`` uses simplify when ``a - b`` has at most
         ``max_ops`` operations (``sympy.count_ops``) and numeric otherwise.

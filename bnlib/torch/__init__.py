@@ -18,6 +18,8 @@ from bnlib.torch.batchnorm import (  # noqa: E402
 )
 from bnlib.torch.fold import fold_bn_module, fold_sequential  # noqa: E402
 from bnlib.torch.ghost import GhostBatchNorm1d, to_ghost  # noqa: E402
+from bnlib.torch.recalibrate import freeze_bn, recalibrate_bn  # noqa: E402
+from bnlib.torch.swap import convert, revert  # noqa: E402
 
 __all__ = [
     "BatchNorm1d",
@@ -26,7 +28,11 @@ __all__ = [
     "BatchNormFunction",
     "GhostBatchNorm1d",
     "batch_norm",
+    "convert",
     "fold_bn_module",
     "fold_sequential",
+    "freeze_bn",
+    "recalibrate_bn",
+    "revert",
     "to_ghost",
 ]

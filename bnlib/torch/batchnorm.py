@@ -6,7 +6,8 @@ on our own derivation rather than on PyTorch's kernel. The layers subclass
 ``torch.nn.BatchNorm*d`` and keep their constructor, parameters, buffers, state dict
 and train/eval behaviour; only ``forward`` is replaced.
 
-CPU tensors of dtype float32 or float64 only.
+CPU tensors of dtype float32 or float64 only. First derivatives only: a second
+backward pass (``create_graph=True`` and differentiating again) raises RuntimeError.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from bnlib import batchnorm as F
+from bnlib._checks import MixedDtypeError
 
 __all__ = [
     "BatchNorm1d",
@@ -26,6 +27,12 @@ __all__ = [
     "BatchNormFunction",
     "batch_norm",
 ]
+
+DOUBLE_BACKWARD = (
+    "double backward through bnlib.torch's BatchNorm is not supported: bnlib "
+    "computes the first derivatives in closed form with numpy; for second "
+    "derivatives (a gradient penalty, a Hessian) use torch.nn.BatchNorm*d"
+)
 
 
 def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
@@ -42,12 +49,36 @@ def _check_tensor(input: Any) -> None:
         raise TypeError(f"input must be float32 or float64, got {input.dtype}")
 
 
+def _check_same_dtype(input: torch.Tensor, *tensors: torch.Tensor | None) -> None:
+    """As ``torch.nn.functional.batch_norm``: parameters and buffers, when given,
+    are tensors of the input's dtype."""
+    for t in tensors:
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
+            raise TypeError(
+                f"weight, bias and the running statistics must be CPU tensors or "
+                f"None, got {type(t).__name__} on {getattr(t, 'device', 'no device')}"
+            )
+        if t.dtype != input.dtype:
+            raise MixedDtypeError(
+                f"mixed dtype: the input is {input.dtype}, a parameter or buffer is "
+                f"{t.dtype}; convert one to the other"
+            )
+
+
 class BatchNormFunction(torch.autograd.Function):
-    """``y = batch_norm(x)`` with bnlib's forward and closed-form backward."""
+    """``y = batch_norm(x)`` with bnlib's forward and closed-form backward.
+
+    The forward pass takes no ``ctx`` and ``setup_context`` saves what the
+    backward pass needs, the style that ``torch.func`` transforms require. The
+    backward pass is itself a :class:`torch.autograd.Function` whose own backward
+    raises: differentiating twice fails loudly instead of silently dropping the
+    second-order terms.
+    """
 
     @staticmethod
     def forward(
-        ctx: Any,
         input: torch.Tensor,
         weight: torch.Tensor | None,
         bias: torch.Tensor | None,
@@ -57,40 +88,65 @@ class BatchNormFunction(torch.autograd.Function):
         momentum: float,
         eps: float,
     ) -> torch.Tensor:
-        x = _numpy(input)
         rm, rv = _numpy(running_mean), _numpy(running_var)
         y = F.batch_norm(
-            x, rm, rv, _numpy(weight), _numpy(bias), training, momentum, eps
+            _numpy(input), rm, rv, _numpy(weight), _numpy(bias), training, momentum, eps
         )
-        ctx.training, ctx.eps = training, eps
-        saved = (input, weight) if training else (input, weight, *_stats(rm, rv))
-        ctx.save_for_backward(*[t for t in saved if t is not None])
-        ctx.has_weight = weight is not None
         return torch.from_numpy(y)
 
     @staticmethod
-    @once_differentiable
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        input, weight, _, running_mean, running_var, training, _, eps = inputs
+        ctx.training, ctx.eps = training, eps
+        if training:
+            ctx.save_for_backward(input, weight)
+        else:  # copies: the statistics this forward pass used, frozen
+            ctx.save_for_backward(
+                input, weight, running_mean.clone(), running_var.clone()
+            )
+
+    @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
-        saved = list(ctx.saved_tensors)
-        x = _numpy(saved.pop(0))
-        w = _numpy(saved.pop(0)) if ctx.has_weight else None
-        dy = _numpy(grad_output.contiguous())
-        if ctx.training:
-            dx, dw, db = F.batch_norm_backward(dy, x, w, ctx.eps)
+        input, weight, *stats = ctx.saved_tensors
+        args = (grad_output, input, weight, ctx.eps, *stats)
+        # Building a graph (create_graph=True, torch.func.grad): through _Backward,
+        # so that differentiating the gradients raises. Otherwise, directly.
+        if torch.is_grad_enabled():
+            grads = _Backward.apply(*args)
         else:
-            mean, var = (_numpy(t) for t in saved)
-            dx, dw, db = F.batch_norm_eval_backward(dy, x, mean, var, w, ctx.eps)
+            grads = _Backward.forward(*args)
         need = ctx.needs_input_grad[:3]
-        grads = [
-            torch.from_numpy(g) if n else None
-            for g, n in zip((dx, dw, db), need, strict=True)
-        ]
-        return (*grads, None, None, None, None, None)
+        picked = [g if n else None for g, n in zip(grads, need, strict=True)]
+        return (*picked, None, None, None, None, None)
 
 
-def _stats(rm: np.ndarray, rv: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copies of the running statistics, frozen for an eval-mode backward."""
-    return torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
+class _Backward(torch.autograd.Function):
+    """bnlib's closed-form gradients; differentiating them raises RuntimeError."""
+
+    @staticmethod
+    def forward(
+        grad_output: torch.Tensor,
+        input: torch.Tensor,
+        weight: torch.Tensor | None,
+        eps: float,
+        *stats: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dy, x, w = _numpy(grad_output.contiguous()), _numpy(input), _numpy(weight)
+        if stats:
+            mean, var = (_numpy(t) for t in stats)
+            grads = F.batch_norm_eval_backward(dy, x, mean, var, w, eps)
+        else:
+            grads = F.batch_norm_backward(dy, x, w, eps)
+        dx, dw, db = (torch.from_numpy(g) for g in grads)
+        return dx, dw, db
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[Any, ...]:
+        raise RuntimeError(DOUBLE_BACKWARD)
 
 
 def batch_norm(
@@ -126,6 +182,7 @@ def batch_norm(
     bnlib.batch_norm_backward : the backward pass used here.
     """
     _check_tensor(input)
+    _check_same_dtype(input, weight, bias, running_mean, running_var)
     return BatchNormFunction.apply(
         input, weight, bias, running_mean, running_var, training, momentum, eps
     )
@@ -137,6 +194,9 @@ class _BnlibForward:
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(input)
         _check_tensor(input)
+        _check_same_dtype(
+            input, self.weight, self.bias, self.running_mean, self.running_var
+        )
         if self.training and input.numel() // input.shape[1] == 1:
             raise ValueError(
                 "Expected more than 1 value per channel when training, "

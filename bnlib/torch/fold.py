@@ -59,7 +59,8 @@ def fold_bn_module(layer: nn.Module, bn: nn.Module) -> nn.Module:
     -------
     torch.nn.Module
         A deep copy of ``layer`` whose weight and bias come from
-        :func:`fold_batch_norm`; it always has a bias. Neither input is changed.
+        :func:`bnlib.fold.fold_batch_norm`; it always has a bias. Neither input is
+        changed.
 
     See Also
     --------

@@ -64,7 +64,7 @@ class GhostBatchNorm1d(BatchNorm1d):
 
     See Also
     --------
-    bnlib.ghost_batch_norm : the numpy definition it is tested against.
+    bnlib.ghost.ghost_batch_norm : the numpy definition it is tested against.
     """
 
     def __init__(

@@ -1,0 +1,189 @@
+"""The proof ledger: every labelled equation of the book and how it is verified.
+
+A chapter's check cell calls ``bnlib.derive.ledger.verified(label, kind, detail)``,
+which glues the key ``"ledger:<label>|<kind>|<detail>"`` (myst-nb keeps each page's
+glue keys in the Sphinx environment, ``env.nb_metadata[docname]["glue"]``). After
+all pages are read, this extension compares the records with the labelled
+equations of the math domain:
+
+- a labelled equation with no record is a warning (an error under ``-W``) that
+  names the label and the page;
+- a record for a label that is no equation is a warning too (a typo).
+
+The directive ``proof-ledger`` (on ``ledger.md``) becomes the table: equation,
+page, how verified.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+from bnlib.derive.ledger import KINDS, parse_key
+
+logger = logging.getLogger(__name__)
+
+
+class ledger_placeholder(nodes.General, nodes.Element):  # noqa: N801 (docutils style)
+    """Where the ledger's table goes, filled at ``doctree-resolved``."""
+
+
+class ProofLedgerDirective(SphinxDirective):
+    """``.. proof-ledger::``: the table of every labelled equation."""
+
+    def run(self) -> list[nodes.Node]:
+        docs = getattr(self.env, "proof_ledger_docs", set())
+        docs.add(self.env.docname)
+        self.env.proof_ledger_docs = docs  # type: ignore[attr-defined]
+        return [ledger_placeholder()]
+
+
+def _purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
+    getattr(env, "proof_ledger_docs", set()).discard(docname)
+
+
+def _merge(app: Sphinx, env: BuildEnvironment, docnames: Any, other: Any) -> None:
+    docs = getattr(env, "proof_ledger_docs", set())
+    env.proof_ledger_docs = docs | getattr(other, "proof_ledger_docs", set())
+
+
+def _outdated(app: Sphinx, env: BuildEnvironment, *changes: Any) -> list[str]:
+    """Re-read the ledger page on every build: its table depends on every page."""
+    return sorted(getattr(env, "proof_ledger_docs", set()))
+
+
+def collect_records(nb_metadata: dict[str, dict]) -> dict[str, list[dict[str, str]]]:
+    """Label -> its records (each with ``kind``, ``detail`` and the checking
+    ``docname``), from myst-nb's per-page glue keys."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for docname in sorted(nb_metadata):
+        for glue_key in nb_metadata[docname].get("glue", []):
+            record = parse_key(glue_key)
+            if record is not None:
+                record["docname"] = docname
+                found.setdefault(record.pop("label"), []).append(record)
+    return found
+
+
+def missing_and_unknown(
+    equations: dict[str, tuple[str, Any]], found: dict[str, list]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(label, docname)`` of equations without a record, and of records whose
+    label is no equation (docname: the page that recorded it)."""
+    missing = [
+        (lab, equations[lab][0]) for lab in sorted(equations) if lab not in found
+    ]
+    unknown = [
+        (lab, recs[0]["docname"])
+        for lab, recs in sorted(found.items())
+        if lab not in equations
+    ]
+    return missing, unknown
+
+
+def describe(record: dict[str, str]) -> str:
+    """How one record verified its equation, in the ledger's words."""
+    words = KINDS[record["kind"]]
+    if record["kind"] == "cited" and record["detail"]:
+        return f"cited from {record['detail']}"
+    return f"{words}: {record['detail']}" if record["detail"] else words
+
+
+def _equations(env: BuildEnvironment) -> dict[str, tuple[str, Any]]:
+    return dict(env.get_domain("math").equations)  # type: ignore[attr-defined]
+
+
+def check_ledger(app: Sphinx, env: BuildEnvironment) -> None:
+    """Warn for each labelled equation without a record, and each stray record."""
+    found = collect_records(getattr(env, "nb_metadata", {}))
+    missing, unknown = missing_and_unknown(_equations(env), found)
+    for label, docname in missing:
+        logger.warning(
+            f"proof ledger: equation {label!r} on page {docname!r} has no check; "
+            f"call bnlib.derive.ledger.verified({label!r}, kind) after its check",
+            location=docname,
+            type="ledger",
+        )
+    for label, docname in unknown:
+        logger.warning(
+            f"proof ledger: page {docname!r} records {label!r}, which is no "
+            "labelled equation",
+            location=docname,
+            type="ledger",
+        )
+
+
+def _cell(*children: nodes.Node) -> nodes.entry:
+    para = nodes.paragraph()
+    para.extend(children)
+    return nodes.entry("", para)
+
+
+def _table(rows: list[list[nodes.entry]]) -> nodes.table:
+    table, group = nodes.table(classes=["proof-ledger"]), nodes.tgroup(cols=3)
+    table += group
+    for width in (30, 25, 45):
+        group += nodes.colspec(colwidth=width)
+    head, body = nodes.thead(), nodes.tbody()
+    head += nodes.row("", *[_cell(nodes.Text(t)) for t in ("Equation", "Page", "How")])
+    for cells in rows:
+        body += nodes.row("", *cells)
+    group += head
+    group += body
+    return table
+
+
+def fill_ledger(app: Sphinx, doctree: nodes.document, fromdocname: str) -> None:
+    """Replace the placeholder with the table: one row per labelled equation."""
+    holders = list(doctree.findall(ledger_placeholder))
+    if not holders:
+        return
+    env = app.env
+    found = collect_records(getattr(env, "nb_metadata", {}))
+    rows = []
+    for label, (docname, number) in sorted(_equations(env).items(), key=_order(env)):
+        uri = app.builder.get_relative_uri(fromdocname, docname)
+        ref = nodes.reference("", "", refuri=f"{uri}#equation-{label}")
+        ref += nodes.literal(text=f"{label} ({number})")
+        title = env.titles[docname].astext() if docname in env.titles else docname
+        how = "; ".join(describe(r) for r in found.get(label, [])) or "NO CHECK"
+        rows.append([_cell(ref), _cell(nodes.Text(title)), _cell(nodes.Text(how))])
+    for holder in holders:
+        holder.replace_self(_table(rows))
+
+
+def _order(env: BuildEnvironment):
+    """Sort key: pages in reading order (the toctree), then equation number."""
+    order = {name: i for i, name in enumerate(_reading(env))}
+    return lambda item: (order.get(item[1][0], len(order)), item[1][1] or 0, item[0])
+
+
+def _reading(env: BuildEnvironment) -> list[str]:
+    """The documents in toctree order, from the root document."""
+    seen: list[str] = []
+
+    def walk(doc: str) -> None:
+        if doc in seen:
+            return
+        seen.append(doc)
+        for child in env.toctree_includes.get(doc, []):
+            walk(child)
+
+    walk(env.config.root_doc)
+    return seen
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_node(ledger_placeholder)
+    app.add_directive("proof-ledger", ProofLedgerDirective)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    app.connect("env-get-outdated", _outdated)
+    app.connect("env-check-consistency", check_ledger)
+    app.connect("doctree-resolved", fill_ledger)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

@@ -26,9 +26,11 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import ModuleType
+from typing import Any, Protocol, cast
 
-__all__ = ["BACKENDS", "get_backend", "set_backend", "using"]
+import numpy as np
+
+__all__ = ["BACKENDS", "Backend", "get_backend", "set_backend", "using"]
 
 BACKENDS = ("numpy", "numba")
 ENV_VAR = "BNLIB_BACKEND"
@@ -36,10 +38,30 @@ _MODULES = {
     "numpy": "bnlib._kernels.numpy_backend",
     "numba": "bnlib._kernels.numba_backend",
 }
-_current: tuple[str, ModuleType] | None = None
 
 
-def _load(name: object, where: str) -> tuple[str, ModuleType]:
+class Backend(Protocol):
+    """The primitives a backend module provides (see the module's docstring)."""
+
+    def shift(self, x3: np.ndarray) -> np.ndarray: ...
+
+    def channel_sums(
+        self, x3: np.ndarray, shift: np.ndarray, dy3: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+    def normalized(
+        self, x3: np.ndarray, mean: Any, scale: Any, beta: Any
+    ) -> np.ndarray: ...
+
+    def input_grad(
+        self, dy3: np.ndarray, x3: np.ndarray, mean: Any, coef: tuple[Any, Any, Any]
+    ) -> np.ndarray: ...
+
+
+_current: tuple[str, Backend] | None = None
+
+
+def _load(name: object, where: str) -> tuple[str, Backend]:
     if not isinstance(name, str):
         raise TypeError(f"{where} must be a str, got {type(name).__name__}")
     if name not in BACKENDS:
@@ -49,7 +71,7 @@ def _load(name: object, where: str) -> tuple[str, ModuleType]:
             "the numba backend needs numba, which is not installed; "
             'install it with: pip install "bnlib[fast]"'
         )
-    return name, importlib.import_module(_MODULES[name])
+    return name, cast(Backend, importlib.import_module(_MODULES[name]))
 
 
 def set_backend(name: str) -> None:
@@ -106,7 +128,7 @@ def using(name: str) -> Iterator[None]:
         _current = before
 
 
-def kernels() -> ModuleType:
+def kernels() -> Backend:
     """The module of the backend in use, with its primitives (for bnlib's own use)."""
     global _current
     if _current is None:

@@ -30,8 +30,9 @@ bnlib.backend : chooses the backend.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
@@ -42,19 +43,26 @@ from bnlib._kernels.blocked import get_num_threads
 # Read when numba first starts its threads (see the module's docstring).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-if not numba.config.CACHE_DIR:  # neither NUMBA_CACHE_DIR nor a setting: ours
+_config: Any = numba.config  # its settings are made at import: untyped
+if not _config.CACHE_DIR:  # neither NUMBA_CACHE_DIR nor a setting: ours
     _base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    numba.config.CACHE_DIR = str(Path(_base) / "bnlib" / "numba")
+    _config.CACHE_DIR = str(Path(_base) / "bnlib" / "numba")
 
 __all__ = ["GROUP", "channel_sums", "input_grad", "normalized", "shift"]
 
 GROUP = 64  # samples per partial sum of an (N, C) input
 SHIFT_VALUES = 256  # about how many values per channel the shift is the mean of
-_jit = njit(parallel=True, cache=True, fastmath=False, nogil=True)
+F = TypeVar("F", bound=Callable[..., Any])
+Array = np.ndarray
+
+
+def _jit(fn: F) -> F:
+    """Compile ``fn`` on first call: parallel, cached on disk, no fastmath."""
+    return cast(F, njit(parallel=True, cache=True, fastmath=False, nogil=True)(fn))
 
 
 @_jit
-def _stat_rows(x3, k):  # pragma: no cover - compiled
+def _stat_rows(x3: Array, k: Array) -> Array:  # pragma: no cover - compiled
     """Per row ``(n, c)``: ``sum(d)`` and ``sum(d * d)``; shape ``(N, C, 2)``."""
     n, c, length = x3.shape
     out = np.empty((n, c, 2))
@@ -79,7 +87,7 @@ def _stat_rows(x3, k):  # pragma: no cover - compiled
 
 
 @_jit
-def _grad_rows(x3, k, dy3):  # pragma: no cover - compiled
+def _grad_rows(x3: Array, k: Array, dy3: Array) -> Array:  # pragma: no cover - compiled
     """Per row: ``sum(d)``, ``sum(d*d)``, ``sum(dy)``, ``sum(dy*d)``; ``(N, C, 4)``."""
     n, c, length = x3.shape
     out = np.empty((n, c, 4))
@@ -103,7 +111,7 @@ def _grad_rows(x3, k, dy3):  # pragma: no cover - compiled
 
 
 @_jit
-def _stat_groups(x2, k):  # pragma: no cover - compiled
+def _stat_groups(x2: Array, k: Array) -> Array:  # pragma: no cover - compiled
     """Per group of ``GROUP`` samples of ``(N, C)``: sum(d), sum(d*d); ``(G, 2, C)``."""
     n, c = x2.shape
     groups = (n + GROUP - 1) // GROUP
@@ -120,7 +128,9 @@ def _stat_groups(x2, k):  # pragma: no cover - compiled
 
 
 @_jit
-def _grad_groups(x2, k, dy2):  # pragma: no cover - compiled
+def _grad_groups(
+    x2: Array, k: Array, dy2: Array
+) -> Array:  # pragma: no cover - compiled
     """Per group of ``GROUP`` samples: the four sums of ``(N, C)``; ``(G, 4, C)``."""
     n, c = x2.shape
     groups = (n + GROUP - 1) // GROUP
@@ -139,7 +149,9 @@ def _grad_groups(x2, k, dy2):  # pragma: no cover - compiled
 
 
 @_jit
-def _affine(x3, mean, scale, beta, y3):  # pragma: no cover - compiled
+def _affine(
+    x3: Array, mean: Array, scale: Array, beta: Array, y3: Array
+) -> None:  # pragma: no cover - compiled
     """``y3 = (x - mean) * scale + beta`` per channel, computed in float64."""
     n, c, length = x3.shape
     for r in prange(n * c):
@@ -151,7 +163,9 @@ def _affine(x3, mean, scale, beta, y3):  # pragma: no cover - compiled
 
 
 @_jit
-def _affine_2d(x2, mean, scale, beta, y2):  # pragma: no cover - compiled
+def _affine_2d(
+    x2: Array, mean: Array, scale: Array, beta: Array, y2: Array
+) -> None:  # pragma: no cover - compiled
     n, c = x2.shape
     for i in prange(n):
         x, y = x2[i], y2[i]
@@ -160,7 +174,9 @@ def _affine_2d(x2, mean, scale, beta, y2):  # pragma: no cover - compiled
 
 
 @_jit
-def _grad(dy3, x3, mean, k, c0, a, dx3):  # pragma: no cover - compiled
+def _grad(
+    dy3: Array, x3: Array, mean: Array, k: Array, c0: Array, a: Array, dx3: Array
+) -> None:  # pragma: no cover - compiled
     """``dx3 = k * (dy - c0 - a * (x - mean))`` per channel, computed in float64."""
     n, c, length = x3.shape
     for r in prange(n * c):
@@ -172,7 +188,9 @@ def _grad(dy3, x3, mean, k, c0, a, dx3):  # pragma: no cover - compiled
 
 
 @_jit
-def _grad_2d(dy2, x2, mean, k, c0, a, dx2):  # pragma: no cover - compiled
+def _grad_2d(
+    dy2: Array, x2: Array, mean: Array, k: Array, c0: Array, a: Array, dx2: Array
+) -> None:  # pragma: no cover - compiled
     n, c = x2.shape
     for i in prange(n):
         x, g, dx = x2[i], dy2[i], dx2[i]
@@ -182,7 +200,7 @@ def _grad_2d(dy2, x2, mean, k, c0, a, dx2):  # pragma: no cover - compiled
 
 
 def _threads() -> None:
-    numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(get_num_threads(), _config.NUMBA_NUM_THREADS))
 
 
 def _vec(v: Any, c: int) -> np.ndarray:
@@ -205,7 +223,7 @@ def shift(x3: np.ndarray) -> np.ndarray:
     """
     n, _, length = x3.shape
     rows = min(n, max(1, SHIFT_VALUES // length))
-    return x3[:rows, :, :SHIFT_VALUES].mean(axis=(0, 2), dtype=np.float64)
+    return np.asarray(x3[:rows, :, :SHIFT_VALUES].mean(axis=(0, 2), dtype=np.float64))
 
 
 def channel_sums(
@@ -237,12 +255,12 @@ def normalized(
     """``(x - mean) * scale + beta`` per channel, in the dtype of ``x3``."""
     _threads()
     x3 = np.ascontiguousarray(x3)
-    vs = [_vec(v, x3.shape[1]) for v in (mean, scale, beta)]
+    m, s, b = (_vec(v, x3.shape[1]) for v in (mean, scale, beta))
     y3 = np.empty_like(x3)  # numpy's, which asks for huge pages: fewer page faults
     if x3.shape[2] == 1:
-        _affine_2d(x3[:, :, 0], *vs, y3[:, :, 0])
+        _affine_2d(x3[:, :, 0], m, s, b, y3[:, :, 0])
     else:
-        _affine(x3, *vs, y3)
+        _affine(x3, m, s, b, y3)
     return y3
 
 
@@ -253,10 +271,10 @@ def input_grad(
     _threads()
     x3 = np.ascontiguousarray(x3)
     dy3 = np.ascontiguousarray(dy3, dtype=x3.dtype)
-    vs = [_vec(v, x3.shape[1]) for v in (mean, *coef)]
+    m, k, c, a = (_vec(v, x3.shape[1]) for v in (mean, *coef))
     dx3 = np.empty_like(x3)
     if x3.shape[2] == 1:
-        _grad_2d(dy3[:, :, 0], x3[:, :, 0], *vs, dx3[:, :, 0])
+        _grad_2d(dy3[:, :, 0], x3[:, :, 0], m, k, c, a, dx3[:, :, 0])
     else:
-        _grad(dy3, x3, *vs, dx3)
+        _grad(dy3, x3, m, k, c, a, dx3)
     return dx3

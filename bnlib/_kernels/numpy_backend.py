@@ -36,7 +36,7 @@ LONG_ROW = 1 << 14  # ... with rows at least this long: one channel at a time
 
 
 def _by_channel(x3: np.ndarray) -> bool:
-    return x3.shape[1] <= FEW_CHANNELS and x3.shape[2] >= LONG_ROW
+    return bool(x3.shape[1] <= FEW_CHANNELS and x3.shape[2] >= LONG_ROW)
 
 
 def shift(x3: np.ndarray) -> np.ndarray:
@@ -55,12 +55,12 @@ def shift(x3: np.ndarray) -> np.ndarray:
     """
     first = x3[blocked.blocks(x3)[0]]
     k = np.einsum("ncl->c", first) / (first.shape[0] * first.shape[2])
-    return k.astype(x3.dtype).astype(np.float64)
+    return np.asarray(k, dtype=x3.dtype).astype(np.float64)
 
 
 def _row_sums(a: np.ndarray) -> np.ndarray:
     """Pairwise sums along each row of ``a`` ``(N, L)``, then float64 over rows."""
-    return a.sum(axis=1).sum(dtype=np.float64)
+    return np.asarray(a.sum(axis=1).sum(dtype=np.float64))
 
 
 def _channel_sums_by_channel(

@@ -175,3 +175,16 @@ def test_numba_kernels_follow_set_num_threads(restore, rng):
         assert numba.get_num_threads() == 1
     finally:
         bnlib.set_num_threads(before)
+
+
+def test_numba_backend_leaves_torchs_threads_alone(restore, rng):
+    pytest.importorskip("numba")
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        bnlib.set_backend("numba")
+        bnlib.batch_norm(rng.normal(size=(4, 3, 5)), None, None, training=True)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

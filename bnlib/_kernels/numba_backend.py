@@ -30,6 +30,7 @@ bnlib.backend : chooses the backend.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -197,6 +198,22 @@ def _grad_2d(
         for j in range(c):
             d = np.float64(x[j]) - mean[j]
             dx[j] = k[j] * (np.float64(g[j]) - c0[j] - a[j] * d)
+
+
+def _launch() -> None:
+    """Start numba's threads now, and leave PyTorch's thread count as it was.
+
+    Starting its OpenMP threads, numba sets OpenMP's thread count of the calling
+    thread, which PyTorch (sharing the OpenMP symbols) then reads as its own.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    numba.get_num_threads()  # starts the threads
+    if torch is not None and before != torch.get_num_threads():
+        torch.set_num_threads(before)
+
+
+_launch()
 
 
 def _threads() -> None:

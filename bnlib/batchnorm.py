@@ -144,7 +144,8 @@ def batch_norm(
     momentum : float
         Weight of the new batch in the running averages.
     eps : float
-        Added to the variance for numerical stability.
+        Added to the variance for numerical stability; must be positive in
+        training (as in PyTorch), non-negative otherwise.
 
     Returns
     -------
@@ -179,6 +180,8 @@ def batch_norm(
     gamma = affine_or_default(weight, "weight", num_channels, x.dtype, 1)
     beta = affine_or_default(bias, "bias", num_channels, x.dtype, 0)
     eps = check_eps(eps)
+    if training and eps == 0:
+        raise ValueError("eps must be positive in training, got 0.0")
     if not training and running_mean is not None and running_var is not None:
         if x.size == 0:
             return np.empty_like(x_in)

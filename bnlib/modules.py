@@ -182,8 +182,10 @@ class _BatchNorm(StateDictMixin):
         In training mode the input is kept for one :meth:`backward`.
         """
         x = self._check_input(input)
-        factor = self._momentum_for_step()
         use_batch = self.training or not self.track_running_stats
+        if use_batch and self.eps == 0:  # checked before the batch is counted
+            raise ValueError("eps must be positive in training, got 0.0")
+        factor = self._momentum_for_step()
         running = not self.training or self.track_running_stats
         y = batch_norm(
             x,

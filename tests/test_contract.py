@@ -276,16 +276,31 @@ def test_batch_norm_training_not_bool_raises_type_error_like_torch():
         torch.nn.functional.batch_norm(torch.randn(4, 3), None, None, training="no")
 
 
-def test_batch_norm_eps_zero_allowed_where_torch_refuses():
-    """A difference from PyTorch: eps = 0 is allowed in training, for the book's
-    exact identities (torch 2.13 raises ValueError)."""
+def test_batch_norm_eps_zero_in_training_raises_value_error_like_torch():
     x = _normal((6, 3), 1, 5.0, 2.0)
     with pytest.raises(ValueError, match="eps must be positive"):
         torch.nn.functional.batch_norm(
             torch.from_numpy(x), None, None, training=True, eps=0.0
         )
-    y = bnlib.batch_norm(x, None, None, training=True, eps=0.0)
-    np.testing.assert_allclose(y, (x - x.mean(0)) / x.std(0), atol=TOL)
+    rm, rv = np.zeros(3), np.ones(3)
+    with pytest.raises(ValueError, match="eps must be positive in training"):
+        bnlib.batch_norm(x, rm, rv, training=True, eps=0.0)
+    np.testing.assert_array_equal(rm, 0)  # state untouched
+    np.testing.assert_array_equal(rv, 1)
+    layer = bnlib.BatchNorm1d(3, eps=0.0, dtype=np.float64)  # torch accepts it too
+    with pytest.raises(ValueError, match="eps must be positive in training"):
+        layer(x)
+    assert int(layer.num_batches_tracked) == 0
+
+
+def test_batch_norm_eps_zero_in_eval_allowed():
+    x = _normal((6, 3), 1, 5.0, 2.0)
+    mean, var = x.mean(0), x.var(0)
+    y = bnlib.batch_norm(x, mean, var, training=False, eps=0.0)
+    expected = torch.nn.functional.batch_norm(
+        torch.from_numpy(x), torch.from_numpy(mean), torch.from_numpy(var), eps=0.0
+    )
+    np.testing.assert_allclose(y, expected.numpy(), rtol=0, atol=TOL)
 
 
 # -- non-finite input --

@@ -30,7 +30,7 @@ def _axes(x):
 def test_batch_norm_output_has_zero_mean_unit_variance(shape, seed):
     _, x = _batch(shape, seed)
     var = x.var(axis=_axes(x))
-    y = bnlib.batch_norm(x, None, None, training=True, eps=0.0)
+    y = bnlib.batch_norm(x, None, None, training=True, eps=1e-300)
     np.testing.assert_allclose(y.mean(axis=_axes(x)), 0, atol=1e-9)
     # Only channels whose values are not all equal can be scaled to variance 1.
     ok = var > 1e-12
@@ -45,9 +45,10 @@ def test_batch_norm_backward_input_gradient_is_orthogonal_to_shift_and_scale(
     rng, x = _batch(shape, seed)
     dy = rng.normal(size=shape)
     # Exact for eps = 0 only: eps > 0 breaks the invariance to scaling the input.
+    # Training needs eps > 0, so x_hat takes a negligible one.
     gamma = rng.normal(size=shape[1])
     dx, _, _ = bnlib.batch_norm_backward(dy, x, gamma, eps=0.0)
-    x_hat = bnlib.batch_norm(x, None, None, training=True, eps=0.0)
+    x_hat = bnlib.batch_norm(x, None, None, training=True, eps=1e-300)
     # The size of each term of dx: |gamma| / sigma * sum |dy|.
     size = np.abs(gamma) / x.std(axis=_axes(x)) * np.abs(dy).sum(axis=_axes(x))
     np.testing.assert_allclose(dx.sum(axis=_axes(x)) / size, 0, atol=1e-10)
@@ -58,8 +59,8 @@ def test_batch_norm_backward_input_gradient_is_orthogonal_to_shift_and_scale(
 @given(shapes, seeds, st.floats(-5, 5), st.floats(0.1, 10))
 def test_batch_norm_is_invariant_to_affine_change_of_input(shape, seed, shift, a):
     _, x = _batch(shape, seed)
-    y1 = bnlib.batch_norm(x, None, None, training=True, eps=0.0)
-    y2 = bnlib.batch_norm(a * x + shift, None, None, training=True, eps=0.0)
+    y1 = bnlib.batch_norm(x, None, None, training=True, eps=1e-300)
+    y2 = bnlib.batch_norm(a * x + shift, None, None, training=True, eps=1e-300)
     np.testing.assert_allclose(y1, y2, atol=1e-6)
 
 

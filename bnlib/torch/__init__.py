@@ -20,6 +20,7 @@ from bnlib.torch.fold import fold_bn_module, fold_sequential  # noqa: E402
 from bnlib.torch.ghost import GhostBatchNorm1d, to_ghost  # noqa: E402
 from bnlib.torch.recalibrate import freeze_bn, recalibrate_bn  # noqa: E402
 from bnlib.torch.swap import convert, revert  # noqa: E402
+from bnlib.torch.sync import SyncBatchNorm  # noqa: E402
 
 __all__ = [
     "BatchNorm1d",
@@ -27,6 +28,7 @@ __all__ = [
     "BatchNorm3d",
     "BatchNormFunction",
     "GhostBatchNorm1d",
+    "SyncBatchNorm",
     "batch_norm",
     "convert",
     "fold_bn_module",

@@ -14,7 +14,8 @@ The library: the functional forms (:func:`batch_norm` and its backward passes,
 the normalization family (:func:`layer_norm`,
 :func:`group_norm`, :func:`instance_norm`, :func:`rms_norm`, :func:`batch_renorm`,
 :func:`weight_norm`, their backward passes and layers, all on the one z-score of
-:func:`normalize`) and :func:`set_num_threads`. Subpackages, imported on their own:
+:func:`normalize`), :func:`set_num_threads` and :func:`set_backend` (numpy, or the
+compiled numba kernels of the ``fast`` extra). Subpackages, imported on their own:
 
 - ``bnlib.torch``: the same inside PyTorch (an autograd Function, drop-in layers,
   model helpers); needs the ``torch`` extra.
@@ -24,6 +25,7 @@ the normalization family (:func:`layer_norm`,
 
 from bnlib._kernels.blocked import get_num_threads, set_num_threads
 from bnlib._version import __version__
+from bnlib.backend import get_backend, set_backend
 from bnlib.batchnorm import (
     batch_norm,
     batch_norm_backward,
@@ -82,10 +84,12 @@ __all__ = [
     "bn_affine",
     "fold_batch_norm",
     "from_keras",
+    "get_backend",
     "get_num_threads",
     "ghost_batch_norm",
     "ghost_batch_norm_backward",
     "merge_stats",
+    "set_backend",
     "set_num_threads",
     "shard_stats",
     "group_norm",

@@ -25,13 +25,8 @@ from bnlib._checks import (
     check_stats_pair,
     quiet_non_finite,
 )
-from bnlib._kernels.blocked import (
-    blocks,
-    channel_sums,
-    input_grad,
-    normalized,
-    per_channel,
-)
+from bnlib._kernels.blocked import per_channel
+from bnlib.backend import kernels
 
 __all__ = [
     "batch_norm",
@@ -65,20 +60,16 @@ def _moments(
     The shifted-data algorithm: with a shift ``K``, ``d = x - K`` and ``n`` values
     per channel, ``mean = K + sum(d)/n`` and ``var = sum(d**2)/n - (sum(d)/n)**2``,
     and ``sum(dy * (x - mean)) = sum(dy * d) - (mean - K) * sum(dy)``. The rounding
-    error grows with ``(mean - K)**2 / var``; ``K`` is the mean of the first block,
-    and as that block is part of the batch, ``(mean - K)**2 / var`` is at most
-    ``n`` over the block's count (the number of blocks). ``E[x**2] - E[x]**2`` on
-    raw data, which loses every digit for float32 data far from zero, is never
-    formed.
+    error grows with ``(mean - K)**2 / var``; ``K`` is the mean of a part of the
+    batch (the backend's ``shift``: numpy's is the first block), so
+    ``(mean - K)**2 / var`` is at most ``n`` over the part's count.
+    ``E[x**2] - E[x]**2`` on raw data, which loses every digit for float32 data far
+    from zero, is never formed.
     """
     n = x3.shape[0] * x3.shape[2]
-    first = x3[blocks(x3)[0]]
-    # rounded to x's dtype, so that d = x - shift is computed with this very shift
-    shift = (np.einsum("ncl->c", first) / (first.shape[0] * first.shape[2])).astype(
-        x3.dtype
-    )
-    shift = shift.astype(np.float64)
-    s_d, s_dd, s_dy, s_dyd = channel_sums(x3, shift, dy3)
+    backend = kernels()
+    shift = backend.shift(x3)
+    s_d, s_dd, s_dy, s_dyd = backend.channel_sums(x3, shift, dy3)
     delta = s_d / n
     var = np.maximum(s_dd / n - delta * delta, 0)
     return shift + delta, var, s_dy, s_dyd - delta * s_dy
@@ -210,7 +201,7 @@ def batch_norm(
     if running_mean is not None and running_var is not None:
         _update_running(running_mean, running_var, mu, var, n, momentum)
     inv_std = 1 / np.sqrt(var + eps)
-    y3 = normalized(x3, mu, gamma * inv_std, beta)
+    y3 = kernels().normalized(x3, mu, gamma * inv_std, beta)
     return y3.reshape(x.shape).astype(x_in.dtype, copy=False)
 
 
@@ -224,7 +215,7 @@ def _normalize_with(
 ) -> np.ndarray:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` with given statistics."""
     mean, var = (np.asarray(v, dtype=np.float64) for v in (mean, var))
-    y3 = normalized(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
+    y3 = kernels().normalized(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
     return y3.reshape(x.shape)
 
 
@@ -244,7 +235,7 @@ def _grads_from_x_hat(
     inv_std = 1 / np.sqrt(var + eps)
     dgamma = dy_centred * inv_std  # sum(dy * x_hat)
     a = dgamma / m * inv_std
-    dx3 = input_grad(dy3, x3, mu, (gamma * inv_std, dbeta / m, a))
+    dx3 = kernels().input_grad(dy3, x3, mu, (gamma * inv_std, dbeta / m, a))
     return dx3, dgamma, dbeta
 
 
@@ -353,7 +344,7 @@ def batch_norm_eval_backward(
         return np.zeros_like(x_in), np.zeros(c, x_in.dtype), np.zeros(c, x_in.dtype)
     inv_std = 1 / np.sqrt(var.astype(np.float64) + eps)
     x3, dy3 = _as_ncl(x), _as_ncl(dy.astype(dt, copy=False))
-    _, _, dbeta, dy_centred = channel_sums(x3, mean, dy3)
+    _, _, dbeta, dy_centred = kernels().channel_sums(x3, mean, dy3)
     dx3 = dy3 * per_channel(gamma * inv_std, x3)
     dt_in = x_in.dtype
     dgamma = dy_centred * inv_std

@@ -33,6 +33,20 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20150211)  # Ioffe & Szegedy's arXiv date
 
 
+@pytest.fixture(params=["numpy", "numba"])
+def backend(request: pytest.FixtureRequest):
+    """Run a test under each of bnlib's backends; numba's only where installed."""
+    import bnlib
+    from bnlib import backend as chooser
+
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    before = chooser._current
+    bnlib.set_backend(request.param)
+    yield request.param
+    chooser._current = before
+
+
 @pytest.fixture(scope="module")
 def bn3():
     """BatchNorm's symbolic forward pass over a batch of three scalars (SymPy)."""

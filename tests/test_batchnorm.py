@@ -45,7 +45,7 @@ def _case(rng, shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_batch_norm_training_matches_torch(rng, shape):
+def test_batch_norm_training_matches_torch(backend, rng, shape):
     x, dy, w, b, rm, rv = _case(rng, shape)
     y_ref, (rm_ref, rv_ref), _ = _torch_reference(x, dy, w, b, rm, rv, True, 0.1)
     y = bnlib.batch_norm(x, rm, rv, w, b, training=True, momentum=0.1)
@@ -55,7 +55,7 @@ def test_batch_norm_training_matches_torch(rng, shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_batch_norm_eval_matches_torch(rng, shape):
+def test_batch_norm_eval_matches_torch(backend, rng, shape):
     x, dy, w, b, rm, rv = _case(rng, shape)
     y_ref, _, grads = _torch_reference(x, dy, w, b, rm, rv, False, 0.1)
     rm0, rv0 = rm.copy(), rv.copy()
@@ -69,7 +69,7 @@ def test_batch_norm_eval_matches_torch(rng, shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_batch_norm_backward_matches_torch_autograd(rng, shape):
+def test_batch_norm_backward_matches_torch_autograd(backend, rng, shape):
     x, dy, w, b, _, _ = _case(rng, shape)
     _, _, grads = _torch_reference(x, dy, w, b, None, None, True, 0.1)
     dx, dw, db = bnlib.batch_norm_backward(dy, x, w)
@@ -77,7 +77,7 @@ def test_batch_norm_backward_matches_torch_autograd(rng, shape):
         np.testing.assert_allclose(ours, ref, rtol=0, atol=TOL)
 
 
-def test_batch_norm_backward_without_weight_matches_torch(rng):
+def test_batch_norm_backward_without_weight_matches_torch(backend, rng):
     x, dy, *_ = _case(rng, (6, 4, 3))
     _, _, (dx_ref, _, _) = _torch_reference(x, dy, None, None, None, None, True, 0.1)
     dx, dw, db = bnlib.batch_norm_backward(dy, x)
@@ -89,7 +89,7 @@ def test_batch_norm_backward_without_weight_matches_torch(rng):
     np.testing.assert_allclose(db, dy.sum(axis=(0, 2)), atol=TOL)
 
 
-def test_batch_norm_running_stats_over_steps_match_torch(rng):
+def test_batch_norm_running_stats_over_steps_match_torch(backend, rng):
     c = 5
     rm, rv = np.zeros(c), np.ones(c)
     rmt, rvt = torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64)
@@ -109,7 +109,7 @@ def test_batch_norm_running_var_is_unbiased(rng):
     np.testing.assert_allclose(rm, x.mean(axis=(0, 2)), atol=TOL)
 
 
-def test_batch_norm_training_without_running_stats(rng):
+def test_batch_norm_training_without_running_stats(backend, rng):
     x, dy, w, b, _, _ = _case(rng, (6, 3, 4))
     y_ref, _, _ = _torch_reference(x, dy, w, b, None, None, True, 0.1)
     np.testing.assert_allclose(
@@ -118,14 +118,14 @@ def test_batch_norm_training_without_running_stats(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_batch_norm_keeps_dtype(rng, dtype):
+def test_batch_norm_keeps_dtype(backend, rng, dtype):
     x = rng.normal(size=(6, 3, 2)).astype(dtype)
     y = bnlib.batch_norm(x, None, None, training=True)
     dx, dw, db = bnlib.batch_norm_backward(x, x)
     assert y.dtype == dx.dtype == dw.dtype == db.dtype == dtype
 
 
-def test_batch_norm_does_not_modify_input(rng):
+def test_batch_norm_does_not_modify_input(backend, rng):
     x = rng.normal(size=(6, 3, 4))
     dy = rng.normal(size=x.shape)
     x0, dy0 = x.copy(), dy.copy()
@@ -136,7 +136,7 @@ def test_batch_norm_does_not_modify_input(rng):
     np.testing.assert_array_equal(dy, dy0)
 
 
-def test_batch_norm_float32_large_offset_as_accurate_as_torch(rng):
+def test_batch_norm_float32_large_offset_as_accurate_as_torch(backend, rng):
     """x = 1e4 + noise: E[x^2] - E[x]^2 would lose every digit in float32."""
     x = (1e4 + rng.normal(size=(128, 8, 6, 6))).astype(np.float32)
     exact = F.batch_norm(
@@ -151,7 +151,7 @@ def test_batch_norm_float32_large_offset_as_accurate_as_torch(rng):
     assert err_ours <= max(err_torch, 1e-4), (err_ours, err_torch)
 
 
-def test_batch_norm_non_contiguous_input_matches_torch(rng):
+def test_batch_norm_non_contiguous_input_matches_torch(backend, rng):
     base = rng.normal(size=(4, 6, 5, 3))
     x = base.transpose(0, 3, 2, 1)  # (4, 3, 5, 6), not contiguous
     y_ref = F.batch_norm(
@@ -161,7 +161,7 @@ def test_batch_norm_non_contiguous_input_matches_torch(rng):
     np.testing.assert_allclose(y, y_ref.numpy(), atol=TOL)
 
 
-def test_batch_norm_empty_batch_leaves_running_stats(rng):
+def test_batch_norm_empty_batch_leaves_running_stats(backend, rng):
     rm, rv = np.full(3, 0.5), np.full(3, 2.0)
     y = bnlib.batch_norm(np.zeros((0, 3, 2)), rm, rv, training=True)
     assert y.shape == (0, 3, 2)
@@ -169,7 +169,7 @@ def test_batch_norm_empty_batch_leaves_running_stats(rng):
     np.testing.assert_array_equal(rv, 2.0)
 
 
-def test_batch_stats_matches_numpy(rng):
+def test_batch_stats_matches_numpy(backend, rng):
     x = rng.normal(3, 2, size=(5, 4, 6))
     mu, var = bnlib.batch_stats(x)
     np.testing.assert_allclose(mu, x.mean(axis=(0, 2)), atol=TOL)

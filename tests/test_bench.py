@@ -6,6 +6,7 @@ No timing is asserted here: speed targets are checked by running the benchmark
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_run_times_every_implementation_and_phase(report):
         (s, d) for s in TINY for d in bench.DTYPES
     ]
     for c in report.cases:
-        assert set(c.seconds) == set(bench.IMPLS)
+        assert set(c.seconds) == set(bench.implementations())
         for phases in c.seconds.values():
             assert set(phases) == set(bench.PHASES)
             assert all(math.isfinite(t) and t > 0 for t in phases.values())
@@ -89,9 +90,9 @@ def test_run_times_every_implementation_and_phase(report):
         )
 
 
-def test_run_reports_the_four_targets(report):
+def test_run_reports_a_target_for_each_backend_run(report):
     targets = report.targets()
-    assert len(targets) == 4
+    assert len(targets) == (5 if "numba" in bench.implementations() else 2)
     for t in targets:
         assert math.isfinite(t.value) and t.value > 0
         assert t.met == (
@@ -105,13 +106,14 @@ def test_format_report_lists_cases_machine_and_targets(report):
         assert str(c.shape) in text
     for key in ("cpu", "numpy threads", "bnlib threads", "torch threads", "peak/x"):
         assert key in text
-    assert text.count(" met") + text.count("NOT met") >= 4
+    assert text.count(" met") + text.count("NOT met") >= 2
 
 
 def test_main_quick_prints_the_table(capsys, monkeypatch):
     monkeypatch.setattr(bench, "QUICK_CASES", ((4, 2, 3),))
     monkeypatch.setattr(bench, "BANDWIDTH_BYTES", 1 << 20)
-    assert bench.main(["--quick", "--repeats", "1", "--warmup", "0"]) == 0
+    args = ["--quick", "--repeats", "1", "--warmup", "0", "--no-compile"]
+    assert bench.main(args) == 0
     out = capsys.readouterr().out
     assert "(4, 2, 3)" in out and "geometric mean" in out
 
@@ -127,3 +129,28 @@ def test_run_case_rejects_bad_cases(shape, dtype):
 def test_run_rejects_bad_repeats():
     with pytest.raises(ValueError, match="repeats >= 1"):
         bench.run(TINY, repeats=0)
+
+
+def test_implementations_lists_numba_when_installed():
+    has = importlib.util.find_spec("numba") is not None
+    assert ("numba" in bench.implementations()) is has
+    assert bench.implementations()[0] == "bnlib"
+
+
+def test_compile_times_reports_a_cold_and_a_cached_start(tmp_path):
+    pytest.importorskip("numba")
+    seconds = bench.compile_times(str(tmp_path))
+    assert set(seconds) == {"cold", "cached"}
+    assert all(math.isfinite(s) and s > 0 for s in seconds.values())
+    assert any(tmp_path.rglob("*.nbi"))  # the cold start filled the cache
+
+
+def test_compile_times_without_numba_names_the_extra(monkeypatch):
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "numba" else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ImportError, match=r"bnlib\[fast\]"):
+        bench.compile_times()

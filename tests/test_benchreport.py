@@ -10,10 +10,10 @@ import pytest
 from bnlib.bench.report import CaseResult, Report, Target, format_report
 
 
-def _case(shape, dtype, bnlib, textbook, torch, limit):
+def _case(shape, dtype, limit, **times):
     seconds = {
         name: {"forward": t / 2, "backward": t / 2, "both": t}
-        for name, t in (("bnlib", bnlib), ("textbook", textbook), ("torch", torch))
+        for name, t in times.items()
     }
     peaks = {"bnlib": 200, "textbook": 400, "torch": None}
     return CaseResult(shape, dtype, 100, seconds, peaks, limit)
@@ -22,10 +22,11 @@ def _case(shape, dtype, bnlib, textbook, torch, limit):
 @pytest.fixture
 def report():
     cases = [
-        _case((4, 2), "float32", bnlib=1.0, textbook=4.0, torch=2.0, limit=0.5),
-        _case((4, 2), "float64", bnlib=2.0, textbook=4.0, torch=1.0, limit=0.2),
+        _case((4, 2), "float32", 0.5, bnlib=1.0, numba=1.0, textbook=4.0, torch=2.0),
+        _case((8, 2), "float32", 0.5, bnlib=2.0, numba=2.0, textbook=1.0, torch=1.0),
+        _case((4, 2), "float64", 0.2, bnlib=2.0, numba=9.0, textbook=4.0, torch=1.0),
     ]
-    return Report({"cpu": "test"}, 1e9, cases)
+    return Report({"cpu": "test"}, 1e9, cases, {"cold": 9.0, "cached": 2.5})
 
 
 def test_case_result_ratio_and_fraction(report):
@@ -38,17 +39,31 @@ def test_case_result_ratio_and_fraction(report):
 
 def test_report_targets_from_known_timings(report):
     got = {t.name: t for t in report.targets()}
-    # bnlib/torch is 0.5 and 2.0: geometric mean 1.0, worst 2.0.
-    assert got["time / torch time, geometric mean"].value == pytest.approx(1.0)
-    assert got["time / torch time, geometric mean"].met
-    assert got["time / torch time, worst case"].value == 2.0
-    assert not got["time / torch time, worst case"].met
-    # textbook/bnlib is 4 and 2: geometric mean sqrt(8).
-    assert got["speed-up over textbook, geometric mean"].value == pytest.approx(8**0.5)
-    assert not got["speed-up over textbook, geometric mean"].met
-    # Only the float32 case counts for the bandwidth target.
-    assert got["fraction of bandwidth limit, worst float32"].value == 0.5
-    assert got["fraction of bandwidth limit, worst float32"].met
+    # textbook/bnlib is 4, 0.5 and 2: worst 0.5, geometric mean 4 ** (1/3).
+    worst = got["numpy: textbook time / time, worst case"]
+    assert worst.value == 0.5 and not worst.met
+    mean = got["numpy: textbook time / time, geometric mean"]
+    assert mean.value == pytest.approx(4 ** (1 / 3)) and not mean.met
+    # numba/torch on the float32 cases only: 0.5 and 2.0, geometric mean 1.0.
+    vs_torch = got["numba: time / torch time, float32 geometric mean"]
+    assert vs_torch.value == pytest.approx(1.0) and not vs_torch.met
+    assert got["numba: time / torch time, float32 worst case"].value == 2.0
+    # limit / numba time on the float32 cases: 0.5 and 0.25.
+    fraction = got["numba: fraction of bandwidth bound, worst float32"]
+    assert fraction.value == 0.25 and not fraction.met
+    cached = got["numba: cached import + first call (s)"]
+    assert cached.value == 2.5 and cached.met
+
+
+def test_report_without_numba_has_only_the_numpy_targets(report):
+    for c in report.cases:
+        del c.seconds["numba"]
+    report.compile_seconds = None
+    assert [t.name for t in report.targets()] == [
+        "numpy: textbook time / time, worst case",
+        "numpy: textbook time / time, geometric mean",
+    ]
+    assert "not measured" in format_report(report)
 
 
 @pytest.mark.parametrize(
@@ -66,3 +81,4 @@ def test_format_report_shows_times_ratios_and_verdicts(report):
     assert "1000.00" in text  # bnlib's 1.0 s in ms
     assert "NOT met" in text and "met" in text
     assert "      n/a" in text  # torch's peak memory is not traced
+    assert "cold (empty cache, compiles the kernels): 9.00 s" in text

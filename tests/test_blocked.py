@@ -116,7 +116,7 @@ def _forward_backward(x, dy):
 
 
 @pytest.mark.parametrize("shape", [(64, 8, 100), (4096, 16), (3, 2, 40_000)])
-def test_results_do_not_depend_on_threads(rng, threads, shape):
+def test_results_do_not_depend_on_threads(backend, rng, threads, shape):
     x = rng.normal(1, 2, size=shape).astype(np.float32)
     dy = rng.normal(size=shape).astype(np.float32)
     results = []
@@ -164,7 +164,7 @@ def test_set_num_threads_rejects_bad_values(threads, n, error):
     assert blocked.get_num_threads() >= 1
 
 
-def test_batch_stats_float32_is_accurate_when_the_first_block_is_atypical(rng):
+def test_batch_stats_float32_is_accurate_when_the_first_block_is_atypical(backend, rng):
     """Sorted data put the first block (the shift) in the low tail of every channel."""
     x = np.sort(rng.normal(1e3, 1.0, size=4096 * 64)).reshape(4096, 64)
     x32 = x.astype(np.float32)
@@ -179,7 +179,7 @@ def test_batch_stats_float32_is_accurate_when_the_first_block_is_atypical(rng):
 @pytest.mark.parametrize(
     "shape", [(8, 3, 50_176), (4096, 32), (4096, 256), (64, 64, 32, 32)]
 )
-def test_batch_stats_float32_is_as_accurate_as_torch(rng, shape):
+def test_batch_stats_float32_is_as_accurate_as_torch(backend, rng, shape):
     """Long rows (one channel of a block holds tens of thousands of values) once
     lost digits to einsum's one-after-another float32 sums: 100 times torch's
     error on the variance."""

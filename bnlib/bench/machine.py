@@ -7,6 +7,7 @@ bnlib.bench.runner : the benchmark that reports these next to its timings.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import statistics
@@ -20,6 +21,7 @@ from bnlib._kernels.blocked import get_num_threads
 __all__ = [
     "BANDWIDTH_BYTES",
     "cache_sizes",
+    "have_numba",
     "have_torch",
     "machine_info",
     "measure_bandwidth",
@@ -62,6 +64,11 @@ def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, repeats: int = 5) -> float:
         np.copyto(dst, src)
         seconds.append(time.perf_counter() - start)
     return 2 * src.nbytes / statistics.median(seconds)
+
+
+def have_numba() -> bool:
+    """Whether numba, and so bnlib's numba backend, can be used."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def have_torch() -> bool:
@@ -153,8 +160,9 @@ def machine_info() -> dict[str, str]:
         (:func:`cache_sizes`), ``load average``, ``python``, ``numpy``,
         ``numpy threads`` (BLAS threads from threadpoolctl if installed, else from
         the environment),
-        ``bnlib threads``, ``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE`` and, with
-        torch installed, ``torch`` and ``torch threads``.
+        ``bnlib threads``, ``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``,
+        ``OMP_WAIT_POLICY``, with numba installed ``numba``, and with torch
+        installed ``torch`` and ``torch threads``.
     """
     info = {
         "platform": platform.platform(),
@@ -167,8 +175,12 @@ def machine_info() -> dict[str, str]:
         "numpy threads": _numpy_threads(),
         "bnlib threads": str(get_num_threads()),
     }
-    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY"):
         info[name] = os.environ.get(name, "unset")
+    if have_numba():
+        import numba
+
+        info["numba"] = numba.__version__
     if have_torch():
         import torch
 

@@ -2,11 +2,16 @@
 
 Run ``python -m bnlib.bench`` (add ``--quick`` for a run of a few seconds). For each
 case it times forward, backward and both in training mode, as medians over repeats
-after a warm-up, for three implementations in the same process, their turns
+after a warm-up, for the implementations in the same process, their turns
 interleaved so that a change in the machine's load hits all three alike:
 
 ``bnlib``
-    :func:`bnlib.batch_norm` then :func:`bnlib.batch_norm_backward`.
+    :func:`bnlib.batch_norm` then :func:`bnlib.batch_norm_backward`, with the
+    numpy backend (the default).
+``numba``
+    The same with the numba backend (``bnlib.set_backend("numba")``), if numba is
+    installed; its compilation is timed apart, cold and cached
+    (:func:`bnlib.bench.compile.compile_times`).
 ``textbook``
     :func:`bnlib.bench.textbook.textbook_forward` and
     :func:`bnlib.bench.textbook.textbook_backward`: ``x.mean(...)``,
@@ -28,7 +33,9 @@ The chapter "How fast is bnlib?" (``chapters/08-speed.md``).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
+import os
 import statistics
 import time
 import tracemalloc
@@ -38,9 +45,12 @@ from typing import Any
 import numpy as np
 
 from bnlib._kernels.blocked import set_num_threads
+from bnlib.backend import using
 from bnlib.batchnorm import batch_norm, batch_norm_backward
+from bnlib.bench.compile import compile_times
 from bnlib.bench.machine import (
     BANDWIDTH_BYTES,
+    have_numba,
     have_torch,
     machine_info,
     measure_bandwidth,
@@ -57,7 +67,9 @@ __all__ = [
     "QUICK_CASES",
     "CaseResult",
     "Report",
+    "compile_times",
     "format_report",
+    "implementations",
     "machine_info",
     "main",
     "measure_bandwidth",
@@ -71,21 +83,31 @@ __all__ = [
 CASES = ((4096, 1024), (64, 64, 32, 32), (256, 256, 14, 14), (8, 3, 224, 224))
 QUICK_CASES = ((512, 256), (8, 64, 16, 16), (32, 64, 14, 14), (2, 3, 64, 64))
 DTYPES = ("float32", "float64")
-IMPLS = ("bnlib", "textbook", "torch")
+IMPLS = ("bnlib", "numba", "textbook", "torch")  # those installed: implementations()
 
 
 Calls = dict[str, Callable[[], Any]]
 
 
-def _bnlib_calls(x: np.ndarray, dy: np.ndarray, gamma: np.ndarray) -> Calls:
+def implementations() -> tuple[str, ...]:
+    """The names of ``IMPLS`` whose packages are installed (numba, torch)."""
+    have = {"numba": have_numba(), "torch": have_torch()}
+    return tuple(impl for impl in IMPLS if have.get(impl, True))
+
+
+def _bnlib_calls(
+    x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, backend: str = "numpy"
+) -> Calls:
     beta = np.zeros_like(gamma)
     rm, rv = np.zeros_like(gamma), np.ones_like(gamma)
 
     def forward() -> Any:
-        return batch_norm(x, rm, rv, gamma, beta, training=True)
+        with using(backend):
+            return batch_norm(x, rm, rv, gamma, beta, training=True)
 
     def backward() -> Any:
-        return batch_norm_backward(dy, x, gamma)
+        with using(backend):
+            return batch_norm_backward(dy, x, gamma)
 
     return {
         "forward": forward,
@@ -215,13 +237,18 @@ def run_case(
     x = rng.normal(1.0, 2.0, size=tuple(shape)).astype(dt)
     dy = rng.normal(size=x.shape).astype(dt)
     gamma = rng.normal(size=x.shape[1]).astype(dt)
-    makers = {"bnlib": _bnlib_calls, "textbook": _textbook_calls}
-    if have_torch():
-        makers["torch"] = _torch_calls
-    calls = {impl: make(x, dy, gamma) for impl, make in makers.items()}
-    peak: dict[str, int | None] = {impl: None for impl in IMPLS}
-    for impl in ("bnlib", "textbook") if peaks else ():
-        peak[impl] = peak_bytes(calls[impl]["both"])
+    makers: dict[str, Callable[..., Calls]] = {
+        "bnlib": _bnlib_calls,
+        "numba": functools.partial(_bnlib_calls, backend="numba"),
+        "textbook": _textbook_calls,
+        "torch": _torch_calls,
+    }
+    calls = {impl: makers[impl](x, dy, gamma) for impl in implementations()}
+    peak: dict[str, int | None] = {impl: None for impl in calls}
+    for impl in ("bnlib", "numba", "textbook") if peaks else ():
+        if impl in calls:
+            calls[impl]["both"]()  # compiles numba's kernels: not part of the peak
+            peak[impl] = peak_bytes(calls[impl]["both"])
     seconds = _median_times(calls, repeats, warmup)
     limit = PASSES * x.nbytes / bandwidth
     return CaseResult(tuple(shape), dt.name, x.nbytes, seconds, peak, limit)
@@ -233,6 +260,7 @@ def run(
     repeats: int = 7,
     warmup: int = 2,
     bandwidth: float | None = None,
+    compile: bool = False,
 ) -> Report:
     """Measure the bandwidth, then every case in every dtype.
 
@@ -245,6 +273,9 @@ def run(
         As in :func:`run_case`.
     bandwidth : float, optional
         Bytes per second; measured with a copy of ``BANDWIDTH_BYTES`` if not given.
+    compile : bool
+        Also time the numba backend's compilation, cold and cached, in two child
+        processes (:func:`bnlib.bench.compile.compile_times`), if numba is installed.
 
     Returns
     -------
@@ -257,16 +288,18 @@ def run(
         )
     if bandwidth is None:
         bandwidth = measure_bandwidth(BANDWIDTH_BYTES)
+    compiled = compile_times() if compile and have_numba() else None
     results = [
         run_case(shape, dtype, bandwidth, repeats, warmup)
         for shape in cases
         for dtype in dtypes
     ]
-    return Report(machine_info(), bandwidth, results)
+    return Report(machine_info(), bandwidth, results, compiled)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bnlib.bench [--quick] [--repeats R] [--warmup W] [--threads T]``.
+    """``python -m bnlib.bench [--quick] [--repeats R] [--warmup W] [--threads T]
+    [--no-compile]``.
 
     Prints :func:`bnlib.bench.report.format_report` of :func:`run`; returns 0
     whether or not the targets are met.
@@ -277,13 +310,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small cases, 3 repeats")
     parser.add_argument("--repeats", type=int, help="timed runs per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
-    parser.add_argument("--threads", type=int, help="bnlib's threads (default: cores)")
+    parser.add_argument(
+        "--threads", type=int, help="bnlib's and torch's threads (default: cores)"
+    )
+    parser.add_argument(
+        "--no-compile", action="store_true", help="do not time numba's compilation"
+    )
     args = parser.parse_args(argv)
+    # OpenMP threads (PyTorch's, numba's) that spin after each kernel take the cores
+    # from whichever implementation runs next; read when torch is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.threads is not None:
         set_num_threads(args.threads)
+        if have_torch():
+            import torch
+
+            torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 11)
     cases = QUICK_CASES if args.quick else CASES
-    report = run(cases, DTYPES, repeats, args.warmup)
+    report = run(cases, DTYPES, repeats, args.warmup, compile=not args.no_compile)
     print(format_report(report))
     return 0
 

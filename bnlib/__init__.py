@@ -102,7 +102,6 @@ __all__ = [
     "normalize_backward",
     "rms_norm",
     "rms_norm_backward",
-    "set_num_threads",
     "weight_norm",
     "weight_norm_backward",
     "weight_norm_init",

@@ -17,7 +17,7 @@ import numpy as np
 from bnlib._checks import check_momentum, check_running_buffer, check_stats_pair
 from bnlib.batchnorm import batch_norm, batch_norm_eval_backward
 from bnlib.family import float_input, param
-from bnlib.modules import _accumulate, _BatchNorm
+from bnlib.modules import _BatchNorm
 from bnlib.zscore import check_eps, standardized, standardized_backward
 
 __all__ = [
@@ -235,10 +235,7 @@ class _InstanceNorm(_BatchNorm):
                 dy, s["input"], s["mean"], s["var"], s["weight"], self.eps
             )
         self._saved = None
-        if self.weight is not None:
-            self.weight_grad = _accumulate(self.weight_grad, dw.astype(self.dtype))
-        if self.bias is not None:
-            self.bias_grad = _accumulate(self.bias_grad, db.astype(self.dtype))
+        self._add_grads(dw, db)
         return dx[0] if s["unbatched"] else dx
 
 

@@ -27,7 +27,7 @@ from bnlib._checks import (
     check_stats_pair,
 )
 from bnlib.batchnorm import batch_norm
-from bnlib.modules import _accumulate, _BatchNorm
+from bnlib.modules import _BatchNorm
 from bnlib.zscore import check_eps, standardized_backward
 
 _F64 = np.dtype(np.float64)
@@ -290,10 +290,7 @@ class _BatchRenorm(_BatchNorm):
             dy, s["input"], s["r"], s["d"], s["weight"], self.eps
         )
         self._renorm_saved = None
-        if self.weight is not None:
-            self.weight_grad = _accumulate(self.weight_grad, dw.astype(self.dtype))
-        if self.bias is not None:
-            self.bias_grad = _accumulate(self.bias_grad, db.astype(self.dtype))
+        self._add_grads(dw, db)
         return dx
 
 

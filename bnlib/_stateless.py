@@ -34,6 +34,14 @@ class Stateless(Layer):
         self.bias_grad: np.ndarray | None = None
         self._input: np.ndarray | None = None
 
+    _positional: tuple[str, ...] = ()  # constructor arguments shown in repr
+    _keywords: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        args = [f"{getattr(self, k)}" for k in self._positional]
+        args += [f"{k}={getattr(self, k)}" for k in self._keywords]
+        return f"{type(self).__name__}({', '.join(args)})"
+
     def __call__(self, input: Any) -> np.ndarray:
         """``self.forward(input)``."""
         return self.forward(input)

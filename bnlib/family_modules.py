@@ -52,6 +52,9 @@ class LayerNorm(Stateless):
     bnlib.layer_norm, torch.nn.LayerNorm
     """
 
+    _positional = ("normalized_shape",)
+    _keywords = ("eps", "elementwise_affine")
+
     def __init__(
         self,
         normalized_shape: Any,
@@ -68,12 +71,6 @@ class LayerNorm(Stateless):
         self.dtype = float_dtype(dtype)
         affine = self.elementwise_affine
         self._init_params(self.normalized_shape, affine, affine and bool(bias))
-
-    def __repr__(self) -> str:
-        return (
-            f"LayerNorm({self.normalized_shape}, eps={self.eps}, "
-            f"elementwise_affine={self.elementwise_affine})"
-        )
 
     def forward(self, input: Any) -> np.ndarray:
         """``layer_norm(input, normalized_shape, weight, bias, eps)``."""
@@ -105,15 +102,16 @@ class GroupNorm(Stateless):
         > 0.
     affine : bool
         Learn per-channel ``weight`` and ``bias``.
-    device : None or "cpu"
-        For PyTorch's signature; bnlib computes on the CPU.
-    dtype : numpy or torch floating dtype, optional
-        dtype of the parameters (default float32); inputs must have it.
+    device, dtype
+        As for :class:`LayerNorm`.
 
     See Also
     --------
     bnlib.group_norm, torch.nn.GroupNorm
     """
+
+    _positional = ("num_groups", "num_channels")
+    _keywords = ("eps", "affine")
 
     def __init__(
         self,
@@ -140,12 +138,6 @@ class GroupNorm(Stateless):
         check_device(device)
         self.dtype = float_dtype(dtype)
         self._init_params((self.num_channels,), self.affine, self.affine)
-
-    def __repr__(self) -> str:
-        return (
-            f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps}, "
-            f"affine={self.affine})"
-        )
 
     def _check(self, input: Any) -> np.ndarray:
         x = float_input(input, min_ndim=2)
@@ -181,16 +173,18 @@ class RMSNorm(Stateless):
     eps : float or None
         None: the machine epsilon of the input's dtype, as in torch.
     elementwise_affine : bool
-        Learn ``weight`` of shape ``normalized_shape``.
-    device : None or "cpu"
-        For PyTorch's signature; bnlib computes on the CPU.
-    dtype : numpy or torch floating dtype, optional
-        dtype of the parameters (default float32); inputs must have it.
+        Learn ``weight`` of shape ``normalized_shape``; RMSNorm has no
+        ``bias``.
+    device, dtype
+        As for :class:`LayerNorm`.
 
     See Also
     --------
-    bnlib.rms_norm, torch.nn.RMSNorm
+    bnlib.rms_norm, bnlib.LayerNorm, torch.nn.RMSNorm
     """
+
+    _positional = ("normalized_shape",)
+    _keywords = ("eps", "elementwise_affine")
 
     def __init__(
         self,
@@ -206,12 +200,6 @@ class RMSNorm(Stateless):
         check_device(device)
         self.dtype = float_dtype(dtype)
         self._init_params(self.normalized_shape, self.elementwise_affine, False)
-
-    def __repr__(self) -> str:
-        return (
-            f"RMSNorm({self.normalized_shape}, eps={self.eps}, "
-            f"elementwise_affine={self.elementwise_affine})"
-        )
 
     def forward(self, input: Any) -> np.ndarray:
         """``rms_norm(input, normalized_shape, weight, eps)``."""

@@ -133,13 +133,14 @@ def ghost_batch_norm_backward(
     grad_output, input : ndarray, shape ``(N, C, *)``
     ghost_size : int
         Must divide ``N``.
-    weight : array_like, shape ``(C,)``, optional
-    eps : float
+    weight, eps
+        As in :func:`bnlib.batch_norm_backward`.
 
     Returns
     -------
-    grad_input : ndarray, shape ``(N, C, *)``
+    grad_input : ndarray, shape of ``input``
     grad_weight, grad_bias : ndarray, shape ``(C,)``
+        Sums over the ghost batches.
 
     Notes
     -----

@@ -192,11 +192,13 @@ def batch_renorm_backward(
         The factors of the forward pass (computed from the running statistics
         *before* that pass updated them).
     weight : array_like, shape ``(C,)``, optional
+        ``gamma``; None means 1.
     eps : float
+        As in the forward pass, > 0.
 
     Returns
     -------
-    grad_input : ndarray, shape ``(N, C, *)``
+    grad_input : ndarray, shape of ``input``
     grad_weight, grad_bias : ndarray, shape ``(C,)``
 
     Notes

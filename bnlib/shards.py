@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bnlib._checks import affine_or_default, as_float_input, check_same_shape
 from bnlib._kernels.blocked import channel_sums, input_grad, normalized
@@ -214,8 +215,8 @@ def _channel_sum(s: Any, name: str, c: int) -> np.ndarray:
 def shard_batch_norm(
     input: Any,
     stats: ShardStats,
-    weight: Any = None,
-    bias: Any = None,
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
     eps: float = 1e-5,
 ) -> np.ndarray:
     """Normalize one shard with the whole batch's merged statistics.

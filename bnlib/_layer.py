@@ -64,10 +64,13 @@ class Layer(StateDictMixin):
         if self.bias is not None:
             self.bias.fill(0)
 
-    def _add_grads(self, dw: NDArray[Any], db: NDArray[Any] | None) -> None:
+    def _add_grads(
+        self, dx: NDArray[Any], dw: NDArray[Any], db: NDArray[Any] | None
+    ) -> NDArray[Any]:
         """Add ``dl/dgamma`` and ``dl/dbeta`` (None: no bias gradient) into the
-        gradients of the parameters the layer has, in its dtype."""
+        gradients of the parameters the layer has, in its dtype; return ``dx``."""
         if self.weight is not None:
             self.weight_grad = accumulate(self.weight_grad, dw.astype(self.dtype))
         if self.bias is not None and db is not None:
             self.bias_grad = accumulate(self.bias_grad, db.astype(self.dtype))
+        return dx

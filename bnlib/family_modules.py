@@ -86,8 +86,7 @@ class LayerNorm(Stateless):
         dx, dw, db = layer_norm_backward(
             dy, x, self.normalized_shape, self.weight, self.eps
         )
-        self._add_grads(dw, db)
-        return dx
+        return self._add_grads(dx, dw, db)
 
 
 class GroupNorm(Stateless):
@@ -160,8 +159,7 @@ class GroupNorm(Stateless):
         """``dl/dx`` of the last forward; adds into ``weight_grad``, ``bias_grad``."""
         dy, x = self._saved_input(grad_output)
         dx, dw, db = group_norm_backward(dy, x, self.num_groups, self.weight, self.eps)
-        self._add_grads(dw, db)
-        return dx
+        return self._add_grads(dx, dw, db)
 
 
 class RMSNorm(Stateless):
@@ -213,5 +211,4 @@ class RMSNorm(Stateless):
         """``dl/dx`` of the last forward pass; adds into ``weight_grad``."""
         dy, x = self._saved_input(grad_output)
         dx, dw = rms_norm_backward(dy, x, self.normalized_shape, self.weight, self.eps)
-        self._add_grads(dw, None)
-        return dx
+        return self._add_grads(dx, dw, None)

@@ -159,15 +159,8 @@ class _InstanceNorm(_BatchNorm):
         dtype: Any = None,
     ) -> None:
         check_eps(eps)
-        super().__init__(
-            num_features,
-            eps,
-            momentum,
-            affine,
-            track_running_stats,
-            device=device,
-            dtype=dtype,
-        )
+        args = (num_features, eps, momentum, affine, track_running_stats)
+        super().__init__(*args, device=device, dtype=dtype)
 
     def _check_input(self, input: Any) -> np.ndarray:
         ndim = np.ndim(input)
@@ -235,7 +228,7 @@ class _InstanceNorm(_BatchNorm):
                 dy, s["input"], s["mean"], s["var"], s["weight"], self.eps
             )
         self._saved = None
-        self._add_grads(dw, db)
+        dx = self._add_grads(dx, dw, db)
         return dx[0] if s["unbatched"] else dx
 
 

@@ -196,8 +196,7 @@ class _BatchNorm(Layer):
         check_same_shape(dy, s["input"], "grad_output", "the last forward input")
         dx, dgamma, dbeta = batch_norm_backward(dy, s["input"], s["weight"], self.eps)
         self._saved = None
-        self._add_grads(dgamma, dbeta)
-        return dx
+        return self._add_grads(dx, dgamma, dbeta)
 
 
 class BatchNorm1d(_BatchNorm):

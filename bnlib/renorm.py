@@ -292,8 +292,7 @@ class _BatchRenorm(_BatchNorm):
             dy, s["input"], s["r"], s["d"], s["weight"], self.eps
         )
         self._renorm_saved = None
-        self._add_grads(dw, db)
-        return dx
+        return self._add_grads(dx, dw, db)
 
 
 class BatchRenorm1d(_BatchRenorm):

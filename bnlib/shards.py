@@ -212,12 +212,9 @@ _F64 = np.dtype(np.float64)
 
 
 def shard_batch_norm(
-    input: Any,
-    stats: ShardStats,
-    weight: ArrayLike | None = None,
-    bias: ArrayLike | None = None,
-    eps: float = 1e-5,
-) -> np.ndarray:
+    input: Any, stats: ShardStats,
+    weight: ArrayLike | None = None, bias: ArrayLike | None = None, eps: float = 1e-5,
+) -> np.ndarray:  # fmt: skip
     """Normalize one shard with the whole batch's merged statistics.
 
     Parameters

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from numpy.typing import NDArray
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["Layer", "accumulate"]
+
+_T = TypeVar("_T")
 
 
 def accumulate(total: NDArray[Any] | None, grad: NDArray[Any]) -> NDArray[Any]:
@@ -36,6 +38,7 @@ class Layer(StateDictMixin):
     bias: NDArray[Any] | None
     weight_grad: NDArray[Any] | None
     bias_grad: NDArray[Any] | None
+    _saves_in_training_only = False  # True: eval-mode forward passes keep no input
 
     def train(self, mode: bool = True) -> Self:
         """Set training mode (``mode=True``) or eval mode; returns self."""
@@ -56,6 +59,20 @@ class Layer(StateDictMixin):
                 setattr(self, name, None)
             else:
                 grad.fill(0)
+
+    def _require_saved(self, saved: _T | None) -> _T:
+        """What the last forward pass saved, or the RuntimeError of a backward
+        pass without its forward pass."""
+        if saved is None:
+            only = self._saves_in_training_only
+            mode, kept = (
+                ("training-mode ", " in training mode, and only") if only else ("", "")
+            )
+            raise RuntimeError(
+                f"backward() needs a {mode}forward() first: the input is kept only"
+                f"{kept} until one backward()"
+            )
+        return saved
 
     def _reset_affine(self) -> None:
         """gamma = 1, beta = 0."""

@@ -68,16 +68,12 @@ class Stateless(Layer):
 
     def _saved_input(self, grad_output: Any) -> tuple[np.ndarray, np.ndarray]:
         """The input of the last forward pass, freed: one backward per forward."""
-        if self._input is None:
-            raise RuntimeError(
-                "backward() needs a forward() first: the input is kept only until "
-                "one backward()"
-            )
+        x = self._require_saved(self._input)
         dy = float_input(grad_output, "grad_output")
-        if dy.shape != self._input.shape:
+        if dy.shape != x.shape:
             raise ValueError(
                 f"grad_output must have the shape of the last forward input "
-                f"{self._input.shape}, got {dy.shape}"
+                f"{x.shape}, got {dy.shape}"
             )
-        x, self._input = self._input, None
+        self._input = None
         return dy, x

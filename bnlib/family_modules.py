@@ -102,7 +102,7 @@ class GroupNorm(Stateless):
     affine : bool
         Learn per-channel ``weight`` and ``bias``.
     device, dtype
-        As for :class:`LayerNorm`.
+        As for :class:`bnlib.LayerNorm`.
 
     See Also
     --------
@@ -174,7 +174,7 @@ class RMSNorm(Stateless):
         Learn ``weight`` of shape ``normalized_shape``; RMSNorm has no
         ``bias``.
     device, dtype
-        As for :class:`LayerNorm`.
+        As for :class:`bnlib.LayerNorm`.
 
     See Also
     --------

@@ -53,14 +53,10 @@ def _update(rm: np.ndarray, rv: np.ndarray, x3: np.ndarray, m: float) -> None:
 
 def instance_norm(
     input: Any,
-    running_mean: np.ndarray | None = None,
-    running_var: np.ndarray | None = None,
-    weight: Any = None,
-    bias: Any = None,
-    use_input_stats: bool = True,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-) -> np.ndarray:
+    running_mean: np.ndarray | None = None, running_var: np.ndarray | None = None,
+    weight: Any = None, bias: Any = None,
+    use_input_stats: bool = True, momentum: float = 0.1, eps: float = 1e-5,
+) -> np.ndarray:  # fmt: skip
     """Instance normalization, as ``torch.nn.functional.instance_norm``.
 
     Parameters
@@ -148,16 +144,13 @@ def instance_norm_backward(
 class _InstanceNorm(_BatchNorm):
     """Common code of the InstanceNorm layers; see :class:`InstanceNorm2d`."""
 
+    _saves_in_training_only = False  # the input is kept in eval mode too
+
     def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = False,
-        track_running_stats: bool = False,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
+        self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+        affine: bool = False, track_running_stats: bool = False,
+        device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
         check_eps(eps)
         args = (num_features, eps, momentum, affine, track_running_stats)
         super().__init__(*args, device=device, dtype=dtype)
@@ -208,12 +201,7 @@ class _InstanceNorm(_BatchNorm):
     def backward(self, grad_output: Any) -> np.ndarray:
         """``dl/dx`` of the last forward pass (training or eval mode); adds into
         ``weight_grad`` and ``bias_grad`` and frees the saved input."""
-        if self._saved is None:
-            raise RuntimeError(
-                "backward() needs a forward() first: the input is kept only until "
-                "one backward()"
-            )
-        s = self._saved
+        s = self._require_saved(self._saved)
         dy = float_input(grad_output, "grad_output")
         dy = dy[None] if s["unbatched"] else dy
         if dy.shape != s["input"].shape:

@@ -31,6 +31,7 @@ class _BatchNorm(Layer):
     """Common code of the BatchNorm layers; see :class:`BatchNorm1d`."""
 
     _ranks: tuple[int, ...] = ()
+    _saves_in_training_only = True
     _rank_text: str = ""
 
     def __init__(
@@ -186,12 +187,7 @@ class _BatchNorm(Layer):
         ndarray, shape ``(N, C, *)``
             ``dl/dx``, differentiated through the batch statistics.
         """
-        if self._saved is None:
-            raise RuntimeError(
-                "backward() needs a training-mode forward() first: the input is "
-                "kept only in training mode, and only until one backward()"
-            )
-        s = self._saved
+        s = self._require_saved(self._saved)
         dy = as_float_input(grad_output, "grad_output")
         check_same_shape(dy, s["input"], "grad_output", "the last forward input")
         dx, dgamma, dbeta = batch_norm_backward(dy, s["input"], s["weight"], self.eps)

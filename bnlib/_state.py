@@ -39,9 +39,8 @@ class IncompatibleKeys(NamedTuple):
 
 
 class StateDictMixin:
-    """``state_dict`` and ``load_state_dict`` for a layer with ``num_features``."""
-
-    num_features: int
+    """``state_dict`` and ``load_state_dict``; each entry must have the shape of the
+    array it replaces."""
 
     def _state_keys(self) -> list[str]:
         names = ["weight", "bias", "running_mean", "running_var"]
@@ -112,8 +111,7 @@ class StateDictMixin:
             return arr.reshape(())
         if not np.issubdtype(arr.dtype, np.floating):
             raise TypeError(f"{key} must have a floating dtype, got {arr.dtype}")
-        if arr.shape != (self.num_features,):
-            raise ValueError(
-                f"{key} must have shape ({self.num_features},), got {arr.shape}"
-            )
+        shape = getattr(self, key).shape
+        if arr.shape != shape:
+            raise ValueError(f"{key} must have shape {shape}, got {arr.shape}")
         return arr

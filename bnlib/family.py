@@ -205,11 +205,7 @@ def _per_channel(v: np.ndarray | None, ndim: int) -> Any:
 
 
 def group_norm(
-    input: Any,
-    num_groups: int,
-    weight: Any = None,
-    bias: Any = None,
-    eps: float = 1e-5,
+    input: Any, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
 ) -> np.ndarray:
     """Group normalization, as ``torch.nn.functional.group_norm``.
 
@@ -222,7 +218,7 @@ def group_norm(
     weight, bias : array_like, shape ``(C,)``, optional
         Per-channel gamma and beta.
     eps : float
-        Added to the variance, > 0.
+        > 0, added to the variance of each group.
 
     Returns
     -------
@@ -247,11 +243,7 @@ def group_norm(
 
 
 def group_norm_backward(
-    grad_output: Any,
-    input: Any,
-    num_groups: int,
-    weight: Any = None,
-    eps: float = 1e-5,
+    grad_output: Any, input: Any, num_groups: int, weight: Any = None, eps: float = 1e-5
 ) -> _Grads:
     """Gradients of :func:`group_norm`.
 

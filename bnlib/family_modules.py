@@ -52,6 +52,9 @@ class LayerNorm(Stateless):
     bnlib.layer_norm, torch.nn.LayerNorm
     """
 
+    _positional = ("normalized_shape",)
+    _keywords = ("eps", "elementwise_affine")
+
     def __init__(
         self,
         normalized_shape: Any,
@@ -69,12 +72,6 @@ class LayerNorm(Stateless):
         affine = self.elementwise_affine
         self._init_params(self.normalized_shape, affine, affine and bool(bias))
 
-    def __repr__(self) -> str:
-        return (
-            f"LayerNorm({self.normalized_shape}, eps={self.eps}, "
-            f"elementwise_affine={self.elementwise_affine})"
-        )
-
     def forward(self, input: Any) -> np.ndarray:
         """``layer_norm(input, normalized_shape, weight, bias, eps)``."""
         x = float_input(input)
@@ -89,8 +86,7 @@ class LayerNorm(Stateless):
         dx, dw, db = layer_norm_backward(
             dy, x, self.normalized_shape, self.weight, self.eps
         )
-        self._add_grads(dw, db)
-        return dx
+        return self._add_grads(dx, dw, db)
 
 
 class GroupNorm(Stateless):
@@ -105,15 +101,16 @@ class GroupNorm(Stateless):
         > 0.
     affine : bool
         Learn per-channel ``weight`` and ``bias``.
-    device : None or "cpu"
-        For PyTorch's signature; bnlib computes on the CPU.
-    dtype : numpy or torch floating dtype, optional
-        dtype of the parameters (default float32); inputs must have it.
+    device, dtype
+        As for :class:`bnlib.LayerNorm`.
 
     See Also
     --------
     bnlib.group_norm, torch.nn.GroupNorm
     """
+
+    _positional = ("num_groups", "num_channels")
+    _keywords = ("eps", "affine")
 
     def __init__(
         self,
@@ -141,12 +138,6 @@ class GroupNorm(Stateless):
         self.dtype = float_dtype(dtype)
         self._init_params((self.num_channels,), self.affine, self.affine)
 
-    def __repr__(self) -> str:
-        return (
-            f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps}, "
-            f"affine={self.affine})"
-        )
-
     def _check(self, input: Any) -> np.ndarray:
         x = float_input(input, min_ndim=2)
         if x.shape[1] != self.num_channels:
@@ -168,8 +159,7 @@ class GroupNorm(Stateless):
         """``dl/dx`` of the last forward; adds into ``weight_grad``, ``bias_grad``."""
         dy, x = self._saved_input(grad_output)
         dx, dw, db = group_norm_backward(dy, x, self.num_groups, self.weight, self.eps)
-        self._add_grads(dw, db)
-        return dx
+        return self._add_grads(dx, dw, db)
 
 
 class RMSNorm(Stateless):
@@ -181,16 +171,18 @@ class RMSNorm(Stateless):
     eps : float or None
         None: the machine epsilon of the input's dtype, as in torch.
     elementwise_affine : bool
-        Learn ``weight`` of shape ``normalized_shape``.
-    device : None or "cpu"
-        For PyTorch's signature; bnlib computes on the CPU.
-    dtype : numpy or torch floating dtype, optional
-        dtype of the parameters (default float32); inputs must have it.
+        Learn ``weight`` of shape ``normalized_shape``; RMSNorm has no
+        ``bias``.
+    device, dtype
+        As for :class:`bnlib.LayerNorm`.
 
     See Also
     --------
-    bnlib.rms_norm, torch.nn.RMSNorm
+    bnlib.rms_norm, bnlib.LayerNorm, torch.nn.RMSNorm
     """
+
+    _positional = ("normalized_shape",)
+    _keywords = ("eps", "elementwise_affine")
 
     def __init__(
         self,
@@ -207,12 +199,6 @@ class RMSNorm(Stateless):
         self.dtype = float_dtype(dtype)
         self._init_params(self.normalized_shape, self.elementwise_affine, False)
 
-    def __repr__(self) -> str:
-        return (
-            f"RMSNorm({self.normalized_shape}, eps={self.eps}, "
-            f"elementwise_affine={self.elementwise_affine})"
-        )
-
     def forward(self, input: Any) -> np.ndarray:
         """``rms_norm(input, normalized_shape, weight, eps)``."""
         x = float_input(input)
@@ -225,5 +211,4 @@ class RMSNorm(Stateless):
         """``dl/dx`` of the last forward pass; adds into ``weight_grad``."""
         dy, x = self._saved_input(grad_output)
         dx, dw = rms_norm_backward(dy, x, self.normalized_shape, self.weight, self.eps)
-        self._add_grads(dw, None)
-        return dx
+        return self._add_grads(dx, dw, None)

@@ -80,14 +80,11 @@ def bn_affine(
 
 
 def fold_batch_norm(
-    layer_weight: ArrayLike,
-    layer_bias: ArrayLike | None,
-    running_mean: ArrayLike,
-    running_var: ArrayLike,
-    bn_weight: ArrayLike | None = None,
-    bn_bias: ArrayLike | None = None,
+    layer_weight: ArrayLike, layer_bias: ArrayLike | None,
+    running_mean: ArrayLike, running_var: ArrayLike,
+    bn_weight: ArrayLike | None = None, bn_bias: ArrayLike | None = None,
     eps: float = 1e-5,
-) -> tuple[NDArray[Any], NDArray[Any]]:
+) -> tuple[NDArray[Any], NDArray[Any]]:  # fmt: skip
     """Weights and bias of ``BN(layer(x))`` as one linear or convolution layer.
 
     Parameters

@@ -67,16 +67,11 @@ def num_ghosts(shape: tuple[int, ...], ghost_size: Any) -> int:
 
 
 def ghost_batch_norm(
-    input: ArrayLike,
-    ghost_size: int,
-    running_mean: NDArray[Any] | None,
-    running_var: NDArray[Any] | None,
-    weight: ArrayLike | None = None,
-    bias: ArrayLike | None = None,
-    training: bool = False,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-) -> NDArray[Any]:
+    input: ArrayLike, ghost_size: int,
+    running_mean: NDArray[Any] | None, running_var: NDArray[Any] | None,
+    weight: ArrayLike | None = None, bias: ArrayLike | None = None,
+    training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
+) -> NDArray[Any]:  # fmt: skip
     """Batch normalization with statistics over ghost batches of ``ghost_size``.
 
     Parameters
@@ -120,12 +115,9 @@ def ghost_batch_norm(
 
 
 def ghost_batch_norm_backward(
-    grad_output: ArrayLike,
-    input: ArrayLike,
-    ghost_size: int,
-    weight: ArrayLike | None = None,
-    eps: float = 1e-5,
-) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    grad_output: ArrayLike, input: ArrayLike, ghost_size: int,
+    weight: ArrayLike | None = None, eps: float = 1e-5,
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:  # fmt: skip
     """Gradients of training-mode :func:`ghost_batch_norm`.
 
     Parameters
@@ -133,13 +125,14 @@ def ghost_batch_norm_backward(
     grad_output, input : ndarray, shape ``(N, C, *)``
     ghost_size : int
         Must divide ``N``.
-    weight : array_like, shape ``(C,)``, optional
-    eps : float
+    weight, eps
+        As in :func:`bnlib.batch_norm_backward`.
 
     Returns
     -------
-    grad_input : ndarray, shape ``(N, C, *)``
+    grad_input : ndarray, shape of ``input``
     grad_weight, grad_bias : ndarray, shape ``(C,)``
+        Sums over the ghost batches.
 
     Notes
     -----

@@ -17,7 +17,7 @@ import numpy as np
 from bnlib._checks import check_momentum, check_running_buffer, check_stats_pair
 from bnlib.batchnorm import batch_norm, batch_norm_eval_backward
 from bnlib.family import float_input, param
-from bnlib.modules import _accumulate, _BatchNorm
+from bnlib.modules import _BatchNorm
 from bnlib.zscore import check_eps, standardized, standardized_backward
 
 __all__ = [
@@ -53,14 +53,10 @@ def _update(rm: np.ndarray, rv: np.ndarray, x3: np.ndarray, m: float) -> None:
 
 def instance_norm(
     input: Any,
-    running_mean: np.ndarray | None = None,
-    running_var: np.ndarray | None = None,
-    weight: Any = None,
-    bias: Any = None,
-    use_input_stats: bool = True,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-) -> np.ndarray:
+    running_mean: np.ndarray | None = None, running_var: np.ndarray | None = None,
+    weight: Any = None, bias: Any = None,
+    use_input_stats: bool = True, momentum: float = 0.1, eps: float = 1e-5,
+) -> np.ndarray:  # fmt: skip
     """Instance normalization, as ``torch.nn.functional.instance_norm``.
 
     Parameters
@@ -148,26 +144,16 @@ def instance_norm_backward(
 class _InstanceNorm(_BatchNorm):
     """Common code of the InstanceNorm layers; see :class:`InstanceNorm2d`."""
 
+    _saves_in_training_only = False  # the input is kept in eval mode too
+
     def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = False,
-        track_running_stats: bool = False,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
+        self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+        affine: bool = False, track_running_stats: bool = False,
+        device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
         check_eps(eps)
-        super().__init__(
-            num_features,
-            eps,
-            momentum,
-            affine,
-            track_running_stats,
-            device=device,
-            dtype=dtype,
-        )
+        args = (num_features, eps, momentum, affine, track_running_stats)
+        super().__init__(*args, device=device, dtype=dtype)
 
     def _check_input(self, input: Any) -> np.ndarray:
         ndim = np.ndim(input)
@@ -215,12 +201,7 @@ class _InstanceNorm(_BatchNorm):
     def backward(self, grad_output: Any) -> np.ndarray:
         """``dl/dx`` of the last forward pass (training or eval mode); adds into
         ``weight_grad`` and ``bias_grad`` and frees the saved input."""
-        if self._saved is None:
-            raise RuntimeError(
-                "backward() needs a forward() first: the input is kept only until "
-                "one backward()"
-            )
-        s = self._saved
+        s = self._require_saved(self._saved)
         dy = float_input(grad_output, "grad_output")
         dy = dy[None] if s["unbatched"] else dy
         if dy.shape != s["input"].shape:
@@ -235,10 +216,7 @@ class _InstanceNorm(_BatchNorm):
                 dy, s["input"], s["mean"], s["var"], s["weight"], self.eps
             )
         self._saved = None
-        if self.weight is not None:
-            self.weight_grad = _accumulate(self.weight_grad, dw.astype(self.dtype))
-        if self.bias is not None:
-            self.bias_grad = _accumulate(self.bias_grad, db.astype(self.dtype))
+        dx = self._add_grads(dx, dw, db)
         return dx[0] if s["unbatched"] else dx
 
 

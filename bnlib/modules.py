@@ -7,7 +7,7 @@ numpy network without autograd.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -15,33 +15,23 @@ from numpy.typing import ArrayLike, NDArray
 from bnlib._checks import (
     MixedDtypeError,
     as_float_input,
-    check_bool,
     check_device,
     check_layer_args,
     check_same_shape,
     float_dtype,
 )
-from bnlib._state import IncompatibleKeys, StateDictMixin
+from bnlib._layer import Layer
+from bnlib._state import IncompatibleKeys
 from bnlib.batchnorm import batch_norm, batch_norm_backward
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "IncompatibleKeys"]
 
 
-def _accumulate(total: NDArray[Any] | None, grad: NDArray[Any]) -> NDArray[Any]:
-    """``total + grad`` in place, as PyTorch adds into ``.grad``; ``grad`` if None."""
-    if total is None:
-        return grad.copy()
-    total += grad
-    return total
-
-
-class _BatchNorm(StateDictMixin):
+class _BatchNorm(Layer):
     """Common code of the BatchNorm layers; see :class:`BatchNorm1d`."""
 
     _ranks: tuple[int, ...] = ()
+    _saves_in_training_only = True
     _rank_text: str = ""
 
     def __init__(
@@ -91,27 +81,7 @@ class _BatchNorm(StateDictMixin):
         state["_saved"] = None
         return state
 
-    # -- modes and resets -------------------------------------------------------
-    def train(self, mode: bool = True) -> Self:
-        """Set training mode (batch statistics) or eval mode; returns self."""
-        self.training = check_bool(mode, "training mode")
-        return self
-
-    def eval(self) -> Self:
-        """Set eval mode (running statistics); returns self."""
-        return self.train(False)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear ``weight_grad`` and ``bias_grad`` (None, or zeros), as PyTorch's
-        ``Module.zero_grad``; :meth:`backward` adds into them."""
-        check_bool(set_to_none, "set_to_none")
-        for name in ("weight_grad", "bias_grad"):
-            grad = getattr(self, name)
-            if set_to_none or grad is None:
-                setattr(self, name, None)
-            else:
-                grad.fill(0)
-
+    # -- resets ----------------------------------------------------------------
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, no batches tracked."""
         for buf, value in (
@@ -125,10 +95,7 @@ class _BatchNorm(StateDictMixin):
     def reset_parameters(self) -> None:
         """Reset the running statistics and set gamma = 1, beta = 0."""
         self.reset_running_stats()
-        if self.weight is not None:
-            self.weight.fill(1)
-        if self.bias is not None:
-            self.bias.fill(0)
+        self._reset_affine()
 
     # -- forward and backward ---------------------------------------------------
     def _check_input(self, input: ArrayLike) -> NDArray[Any]:
@@ -220,21 +187,12 @@ class _BatchNorm(StateDictMixin):
         ndarray, shape ``(N, C, *)``
             ``dl/dx``, differentiated through the batch statistics.
         """
-        if self._saved is None:
-            raise RuntimeError(
-                "backward() needs a training-mode forward() first: the input is "
-                "kept only in training mode, and only until one backward()"
-            )
-        s = self._saved
+        s = self._require_saved(self._saved)
         dy = as_float_input(grad_output, "grad_output")
         check_same_shape(dy, s["input"], "grad_output", "the last forward input")
         dx, dgamma, dbeta = batch_norm_backward(dy, s["input"], s["weight"], self.eps)
         self._saved = None
-        if self.weight is not None:
-            self.weight_grad = _accumulate(self.weight_grad, dgamma.astype(self.dtype))
-        if self.bias is not None:
-            self.bias_grad = _accumulate(self.bias_grad, dbeta.astype(self.dtype))
-        return dx
+        return self._add_grads(dx, dgamma, dbeta)
 
 
 class BatchNorm1d(_BatchNorm):

@@ -27,7 +27,7 @@ from bnlib._checks import (
     check_stats_pair,
 )
 from bnlib.batchnorm import batch_norm
-from bnlib.modules import _accumulate, _BatchNorm
+from bnlib.modules import _BatchNorm
 from bnlib.zscore import check_eps, standardized_backward
 
 _F64 = np.dtype(np.float64)
@@ -192,11 +192,13 @@ def batch_renorm_backward(
         The factors of the forward pass (computed from the running statistics
         *before* that pass updated them).
     weight : array_like, shape ``(C,)``, optional
+        ``gamma``; None means 1.
     eps : float
+        As in the forward pass, > 0.
 
     Returns
     -------
-    grad_input : ndarray, shape ``(N, C, *)``
+    grad_input : ndarray, shape of ``input``
     grad_weight, grad_bias : ndarray, shape ``(C,)``
 
     Notes
@@ -290,11 +292,7 @@ class _BatchRenorm(_BatchNorm):
             dy, s["input"], s["r"], s["d"], s["weight"], self.eps
         )
         self._renorm_saved = None
-        if self.weight is not None:
-            self.weight_grad = _accumulate(self.weight_grad, dw.astype(self.dtype))
-        if self.bias is not None:
-            self.bias_grad = _accumulate(self.bias_grad, db.astype(self.dtype))
-        return dx
+        return self._add_grads(dx, dw, db)
 
 
 class BatchRenorm1d(_BatchRenorm):

@@ -21,8 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from bnlib._checks import affine_or_default, as_float_input, check_same_shape
+from bnlib._checks import (
+    affine_or_default,
+    as_channel_vector,
+    as_float_input,
+    check_same_shape,
+)
 from bnlib._kernels.blocked import channel_sums, input_grad, normalized
 from bnlib.batchnorm import _count_per_channel, _moments, _working
 
@@ -202,22 +208,13 @@ def _check_channels(x: np.ndarray, stats: ShardStats) -> None:
 
 
 _SUMS = ("sum_dy", "sum_dy_xhat")
-
-
-def _channel_sum(s: Any, name: str, c: int) -> np.ndarray:
-    arr = np.asarray(s, dtype=np.float64)
-    if arr.shape != (c,):
-        raise ValueError(f"{name} must have shape ({c},), got shape {arr.shape}")
-    return arr
+_F64 = np.dtype(np.float64)
 
 
 def shard_batch_norm(
-    input: Any,
-    stats: ShardStats,
-    weight: Any = None,
-    bias: Any = None,
-    eps: float = 1e-5,
-) -> np.ndarray:
+    input: Any, stats: ShardStats,
+    weight: ArrayLike | None = None, bias: ArrayLike | None = None, eps: float = 1e-5,
+) -> np.ndarray:  # fmt: skip
     """Normalize one shard with the whole batch's merged statistics.
 
     Parameters
@@ -288,7 +285,7 @@ def shard_grad_input(
     if not hasattr(sums, "__len__") or len(sums) != 2:
         raise TypeError("sums must be a pair (sum_dy, sum_dy_xhat)")
     sum_dy, sum_dy_xhat = (
-        _channel_sum(s, name, c) for s, name in zip(sums, _SUMS, strict=True)
+        as_channel_vector(s, name, c, _F64) for s, name in zip(sums, _SUMS, strict=True)
     )
     gamma = affine_or_default(weight, "weight", c, x.dtype, 1)
     inv_std = 1 / np.sqrt(stats.var + eps)

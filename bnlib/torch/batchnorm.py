@@ -209,16 +209,9 @@ class _BnlibForward:
                 factor = 1.0 / float(self.num_batches_tracked)
         use_batch = self.training or self.running_mean is None
         keep = not self.training or self.track_running_stats
-        return batch_norm(
-            input,
-            self.running_mean if keep else None,
-            self.running_var if keep else None,
-            self.weight,
-            self.bias,
-            use_batch,
-            factor,
-            self.eps,
-        )
+        stats = (self.running_mean, self.running_var) if keep else (None, None)
+        affine = (self.weight, self.bias)
+        return batch_norm(input, *stats, *affine, use_batch, factor, self.eps)
 
 
 class BatchNorm1d(_BnlibForward, torch.nn.BatchNorm1d):

@@ -68,16 +68,11 @@ class GhostBatchNorm1d(BatchNorm1d):
     """
 
     def __init__(
-        self,
-        num_features: int,
-        ghost_size: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
+        self, num_features: int, ghost_size: int,
+        eps: float = 1e-5, momentum: float | None = 0.1,
+        affine: bool = True, track_running_stats: bool = True,
+        device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
         g = check_ghost_size(ghost_size)
         super().__init__(
             num_features, eps, momentum, affine, track_running_stats, device, dtype

@@ -109,16 +109,11 @@ class SyncBatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any,
-        input: torch.Tensor,
-        weight: torch.Tensor | None,
-        bias: torch.Tensor | None,
-        running_mean: torch.Tensor | None,
-        running_var: torch.Tensor | None,
-        eps: float,
-        momentum: float,
-        group: Any,
-    ) -> torch.Tensor:
+        ctx: Any, input: torch.Tensor,
+        weight: torch.Tensor | None, bias: torch.Tensor | None,
+        running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
+        eps: float, momentum: float, group: Any,
+    ) -> torch.Tensor:  # fmt: skip
         x, w = _numpy(input), _numpy(weight)
         stats = all_reduce_stats(shards.shard_stats(x), group)
         if stats.count < 2:
@@ -192,18 +187,11 @@ class SyncBatchNorm(_BatchNorm):
     """
 
     def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        process_group: Any = None,
-        device: Any = None,
-        dtype: Any = None,
-        *,
-        bias: bool = True,
-    ) -> None:
+        self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+        affine: bool = True, track_running_stats: bool = True,
+        process_group: Any = None, device: Any = None, dtype: Any = None,
+        *, bias: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__(
             num_features, eps, momentum, affine, track_running_stats, device, dtype,
             bias=bias,

@@ -304,13 +304,10 @@ def batch_norm_backward(
 
 @quiet_non_finite
 def batch_norm_eval_backward(
-    grad_output: ArrayLike,
-    input: ArrayLike,
-    running_mean: ArrayLike,
-    running_var: ArrayLike,
-    weight: ArrayLike | None = None,
-    eps: float = 1e-5,
-) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    grad_output: ArrayLike, input: ArrayLike,
+    running_mean: ArrayLike, running_var: ArrayLike,
+    weight: ArrayLike | None = None, eps: float = 1e-5,
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:  # fmt: skip
     """Gradients of eval-mode :func:`batch_norm`, a fixed per-channel affine map.
 
     Parameters

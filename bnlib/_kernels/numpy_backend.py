@@ -16,6 +16,7 @@ bnlib.backend : chooses between this backend and the numba one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,22 +41,24 @@ def _by_channel(x3: np.ndarray) -> bool:
 
 
 def shift(x3: np.ndarray) -> np.ndarray:
-    """The shift ``K`` of the statistics: the mean of the first block, per channel.
-
-    Parameters
-    ----------
-    x3 : ndarray, shape ``(N, C, L)``, not empty
-
-    Returns
-    -------
-    ndarray, shape ``(C,)``, float64
-        Rounded to the dtype of ``x3``, so that ``x - K`` is formed with this very
-        ``K``. As the block is part of the batch, ``(mean - K)**2 / var`` is at most
-        the number of blocks.
+    """The shift ``K`` of the statistics, ``(C,)`` float64: per channel, the mean of
+    the first block of ``x3`` ``(N, C, L)``, rounded to the dtype of ``x3`` so that
+    ``x - K`` is formed with this very ``K``. As the block is part of the batch,
+    ``(mean - K)**2 / var`` is at most the number of blocks.
     """
     first = x3[blocked.blocks(x3)[0]]
     k = np.einsum("ncl->c", first) / (first.shape[0] * first.shape[2])
     return np.asarray(k, dtype=x3.dtype).astype(np.float64)
+
+
+def _each_channel(
+    x3: np.ndarray, fill: Callable[[int, np.ndarray], None]
+) -> np.ndarray:
+    """A new array like ``x3``; ``fill(c, view)`` writes channel ``c``, ``(N, L)``."""
+    out = np.empty(x3.shape, x3.dtype)
+    for c in range(x3.shape[1]):
+        fill(c, out[:, c])
+    return out
 
 
 def _row_sums(a: np.ndarray) -> np.ndarray:
@@ -80,23 +83,11 @@ def _channel_sums_by_channel(
 def channel_sums(
     x3: np.ndarray, shift: np.ndarray, dy3: np.ndarray | None = None
 ) -> np.ndarray:
-    """``sum(d)``, ``sum(d**2)``, ``sum(dy)``, ``sum(dy * d)`` per channel.
+    """``sum(d)``, ``sum(d**2)``, ``sum(dy)``, ``sum(dy * d)`` per channel, ``(4, C)``.
 
-    Parameters
-    ----------
-    x3 : ndarray, shape ``(N, C, L)``
-    shift : ndarray, shape ``(C,)``
-        ``K``; ``d = x - K``.
-    dy3 : ndarray, shape ``(N, C, L)``, optional
-
-    Returns
-    -------
-    ndarray, shape ``(4, C)``, float64
-        The last two rows are zero without ``dy3``.
-
-    See Also
-    --------
-    bnlib._kernels.blocked.channel_sums : the blocked pass used for most shapes.
+    With ``d = x - shift``; the last two rows are zero without ``dy3``. Few channels
+    with long rows go channel by channel in whole-row numpy calls, the rest through
+    the blocked pass :func:`bnlib._kernels.blocked.channel_sums`.
     """
     if _by_channel(x3):
         return _channel_sums_by_channel(x3, shift, dy3)
@@ -106,41 +97,37 @@ def channel_sums(
 def normalized(
     x3: np.ndarray, mean: np.ndarray, scale: np.ndarray, beta: np.ndarray
 ) -> np.ndarray:
-    """``(x - mean) * scale + beta`` per channel, shape and dtype of ``x3``.
-
-    See Also
-    --------
-    bnlib._kernels.blocked.normalized : the blocked pass used for most shapes.
-    """
+    """``(x - mean) * scale + beta`` per channel, shape and dtype of ``x3``; through
+    :func:`bnlib._kernels.blocked.normalized` unless the rows are few and long."""
     if not _by_channel(x3):
         return blocked.normalized(x3, mean, scale, beta)
-    y3 = np.empty(x3.shape, x3.dtype)
     t = x3.dtype.type
-    for c in range(x3.shape[1]):
-        y = np.subtract(x3[:, c], t(mean[c]), out=y3[:, c])
+
+    def fill(c: int, y: np.ndarray) -> None:
+        np.subtract(x3[:, c], t(mean[c]), out=y)
         y *= t(scale[c])
         y += t(beta[c])
-    return y3
+
+    return _each_channel(x3, fill)
 
 
 def input_grad(
     dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, coef: tuple[Any, Any, Any]
 ) -> np.ndarray:
-    """``dx = k * (dy - c - a * (x - mean))`` per channel, with ``coef = (k, c, a)``.
+    """``dx = k * (dy - c - a * (x - mean))`` per channel, ``coef = (k, c, a)``.
 
-    See Also
-    --------
-    bnlib._kernels.blocked.input_grad : the blocked pass used for most shapes.
+    Few long rows go channel by channel, others through the blocked pass.
     """
     if not _by_channel(x3):
         return blocked.input_grad(dy3, x3, mean, coef)
-    dx3 = np.empty(x3.shape, x3.dtype)
     t = x3.dtype.type
-    for ch in range(x3.shape[1]):
+
+    def fill(ch: int, dx: np.ndarray) -> None:
         k, c, a = (t(np.asarray(v)[ch]) for v in coef)
-        dx = np.subtract(x3[:, ch], t(mean[ch]), out=dx3[:, ch])
+        np.subtract(x3[:, ch], t(mean[ch]), out=dx)
         dx *= a
         np.subtract(dy3[:, ch], dx, out=dx)
         dx -= c
         dx *= k
-    return dx3
+
+    return _each_channel(x3, fill)

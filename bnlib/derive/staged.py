@@ -54,21 +54,9 @@ def batch_norm_backward_staged(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Gradients of training-mode batch norm, through the paper's stages.
 
-    Parameters
-    ----------
-    grad_output : ndarray, shape ``(N, C, *)``
-        Upstream gradient ``dl/dy``.
-    input : ndarray, shape ``(N, C, *)``
-        The input of the forward pass; channels on axis 1.
-    weight : array_like, shape ``(C,)``, optional
-        gamma (default 1).
-    eps : float
-        The forward pass's epsilon.
-
-    Returns
-    -------
-    grad_input : ndarray, shape ``(N, C, *)``
-    grad_weight, grad_bias : ndarray, shape ``(C,)``
+    Takes and returns what :func:`bnlib.batch_norm_backward` does: ``grad_output``
+    and ``input`` of shape ``(N, C, *)``, an optional ``weight`` ``(C,)`` and the
+    forward pass's ``eps``; returns ``(grad_input, grad_weight, grad_bias)``.
 
     Notes
     -----

@@ -143,9 +143,11 @@ def batch_renorm(
     -----
     .. math::
 
-        y = \\gamma \\Big(r\\,\\frac{x - \\mu_B}{\\sigma_B} + d\\Big) + \\beta,
-        \\quad r = \\mathrm{clip}_{[1/r_{max}, r_{max}]}\\frac{\\sigma_B}{\\sigma},
+        \\begin{gathered}
+        y = \\gamma \\Big(r\\,\\frac{x - \\mu_B}{\\sigma_B} + d\\Big) + \\beta, \\\\
+        r = \\mathrm{clip}_{[1/r_{max}, r_{max}]}\\frac{\\sigma_B}{\\sigma},
         \\quad d = \\mathrm{clip}_{[-d_{max}, d_{max}]}\\frac{\\mu_B - \\mu}{\\sigma}.
+        \\end{gathered}
 
     Without running statistics ``r = 1`` and ``d = 0``: BatchNorm.
 

@@ -54,7 +54,8 @@ def test_normalize_any_axes_gives_mean_zero_variance_one(shape, data):
     x = np.random.default_rng(seed).normal(2, 3, size=shape)
     y = bnlib.normalize(x, axes, eps=1e-12)
     np.testing.assert_allclose(y.mean(axis=axes), 0, atol=1e-9)
-    np.testing.assert_allclose(y.var(axis=axes), 1, atol=1e-6)
+    var = x.var(axis=axes)  # two close values can make a group's variance tiny
+    np.testing.assert_allclose(y.var(axis=axes), var / (var + 1e-12), atol=1e-9)
     g = np.random.default_rng(seed + 1).normal(size=shape)
     dx = bnlib.normalize_backward(g, x, axes, eps=1e-12)
     # the gradient is blind to shifting (and scaling) each group

@@ -23,9 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_FIXTURES = {"book_build", "site"}
+
+# Property tests draw the same examples on every run, so a test run is reproducible
+# (CI never fails on a draw no one can replay). HYPOTHESIS_PROFILE=explore searches
+# new examples, for a developer hunting edge cases.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture

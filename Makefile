@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml booktools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -38,11 +38,11 @@ test: install
 # The speed benchmark of the chapter "How fast is bnlib?": bnlib against PyTorch's CPU
 # kernel and a textbook numpy version, with the targets (about a minute).
 bench: install
-	$(BIN)/python -m bnlib.bench
+	$(BIN)/python -m bnbook.bench
 
 lint: install
-	$(BIN)/ruff check bnlib tests
-	$(BIN)/ruff format --check bnlib tests
+	$(BIN)/ruff check bnlib booktools tests
+	$(BIN)/ruff format --check bnlib booktools tests
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -1,6 +1,6 @@
 """The proof ledger: every labelled equation of the book and how it is verified.
 
-A chapter's check cell calls ``bnlib.derive.ledger.verified(label, kind, detail)``,
+A chapter's check cell calls ``bnbook.derive.ledger.verified(label, kind, detail)``,
 which glues the key ``"ledger:<label>|<kind>|<detail>"`` (myst-nb keeps each page's
 glue keys in the Sphinx environment, ``env.nb_metadata[docname]["glue"]``). After
 all pages are read, this extension compares the records with the labelled
@@ -24,7 +24,7 @@ from sphinx.environment import BuildEnvironment
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from bnlib.derive.ledger import KINDS, parse_key
+from bnbook.derive.ledger import KINDS, parse_key
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def check_ledger(app: Sphinx, env: BuildEnvironment) -> None:
     for label, docname in missing:
         logger.warning(
             f"proof ledger: equation {label!r} on page {docname!r} has no check; "
-            f"call bnlib.derive.ledger.verified({label!r}, kind) after its check",
+            f"call bnbook.derive.ledger.verified({label!r}, kind) after its check",
             location=docname,
             type="ledger",
         )

@@ -19,7 +19,7 @@ compiled numba kernels of the ``fast`` extra). Subpackages, imported on their ow
 
 - ``bnlib.torch``: the same inside PyTorch (an autograd Function, drop-in layers,
   model helpers); needs the ``torch`` extra.
-- ``bnlib.lab``, ``bnlib.derive``, ``bnlib.bench``: the book's experiment kit, SymPy
+- ``bnbook.lab``, ``bnbook.derive``, ``bnbook.bench``: the book's experiment kit, SymPy
   derivations and speed benchmark; not part of the library's API.
 """
 

@@ -15,7 +15,7 @@ def require(where: str, extra: str, *modules: str) -> None:
     where : str
         The bnlib subpackage that needs them, for the message.
     extra : str
-        The ``pip install "bnlib[extra]"`` that provides them.
+        The ``pip install "bnlib-batchnorm[extra]"`` that provides them.
     *modules : str
         Top-level module names, such as ``"torch"``.
     """
@@ -23,5 +23,5 @@ def require(where: str, extra: str, *modules: str) -> None:
     if missing:
         raise ImportError(
             f"{where} needs {', '.join(missing)}, which is not installed; "
-            f'install it with: pip install "bnlib[{extra}]"'
+            f'install it with: pip install "bnlib-batchnorm[{extra}]"'
         )

@@ -11,12 +11,13 @@ per-channel primitives that each backend implements (see
 - ``input_grad(dy3, x3, mean, coef)``: the backward apply.
 
 ``"numpy"`` needs nothing but numpy. ``"numba"`` needs the ``fast`` extra
-(``pip install "bnlib[fast]"``). The environment variable ``BNLIB_BACKEND`` sets
-the backend a process starts with; :func:`set_backend` changes it.
+(``pip install "bnlib-batchnorm[fast]"``). The environment variable
+``BNLIB_BACKEND`` sets the backend a process starts with; :func:`set_backend`
+changes it.
 
 See Also
 --------
-The chapter "How fast is bnlib?" (``chapters/08-speed.md``).
+The chapter "How fast is bnlib?" (``chapters/speed.md``).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _load(name: object, where: str) -> tuple[str, Backend]:
     if name == "numba" and importlib.util.find_spec("numba") is None:
         raise ImportError(
             "the numba backend needs numba, which is not installed; "
-            'install it with: pip install "bnlib[fast]"'
+            'install it with: pip install "bnlib-batchnorm[fast]"'
         )
     return name, cast(Backend, importlib.import_module(_MODULES[name]))
 

@@ -58,7 +58,7 @@ def backend(request: pytest.FixtureRequest):
 @pytest.fixture(scope="module")
 def bn3():
     """BatchNorm's symbolic forward pass over a batch of three scalars (SymPy)."""
-    from bnlib.derive import symbolic
+    from bnbook.derive import symbolic
 
     return symbolic.batch_norm_graph(3)
 
@@ -66,7 +66,7 @@ def bn3():
 @pytest.fixture(scope="module")
 def exact3(bn3):
     """SymPy's own derivatives of ``bn3``'s loss."""
-    from bnlib.derive import symbolic
+    from bnbook.derive import symbolic
 
     return symbolic.exact_gradients(bn3)
 

@@ -73,7 +73,7 @@ def _without_numba(monkeypatch):
 def test_set_backend_numba_without_numba_names_the_extra(restore, monkeypatch):
     bnlib.set_backend("numpy")
     _without_numba(monkeypatch)
-    with pytest.raises(ImportError, match=r'pip install "bnlib\[fast\]"'):
+    with pytest.raises(ImportError, match=r'pip install "bnlib-batchnorm\[fast\]"'):
         bnlib.set_backend("numba")
     assert bnlib.get_backend() == "numpy"
 
@@ -82,7 +82,7 @@ def test_environment_variable_numba_without_numba_names_the_extra(restore, monke
     _without_numba(monkeypatch)
     monkeypatch.setenv("BNLIB_BACKEND", "numba")
     chooser._current = None
-    with pytest.raises(ImportError, match=r"bnlib\[fast\]"):
+    with pytest.raises(ImportError, match=r"bnlib-batchnorm\[fast\]"):
         bnlib.batch_norm(np.ones((2, 3)), None, None, training=True)
 
 

@@ -1,7 +1,7 @@
-"""bnlib.bench.runner: the textbook baseline is correct, the report has its structure.
+"""bnbook.bench.runner: the textbook baseline is correct, the report has its structure.
 
 No timing is asserted here: speed targets are checked by running the benchmark
-(``python -m bnlib.bench``), whose numbers depend on the machine and its load.
+(``python -m bnbook.bench``), whose numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import bnlib
-from bnlib.bench import runner as bench
+from bnbook.bench import runner as bench
 
 TOL = 1e-10
 TINY = ((6, 3), (4, 3, 2, 5))
@@ -152,5 +152,5 @@ def test_compile_times_without_numba_names_the_extra(monkeypatch):
         return None if name == "numba" else real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    with pytest.raises(ImportError, match=r"bnlib\[fast\]"):
+    with pytest.raises(ImportError, match=r"bnlib-batchnorm\[fast\]"):
         bench.compile_times()

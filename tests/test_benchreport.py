@@ -1,4 +1,4 @@
-"""bnlib.bench.report: ratios, fractions and targets from known timings.
+"""bnbook.bench.report: ratios, fractions and targets from known timings.
 
 The timings are made up, so every expected value is worked out by hand here.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bnlib.bench.report import CaseResult, Report, Target, format_report
+from bnbook.bench.report import CaseResult, Report, Target, format_report
 
 
 def _case(shape, dtype, limit, **times):

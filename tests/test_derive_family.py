@@ -1,4 +1,4 @@
-"""bnlib.derive.family: the family's backward for a symbolic group size."""
+"""bnbook.derive.family: the family's backward for a symbolic group size."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import sympy as sp
 
 import bnlib
-from bnlib.derive.family import group_backward
-from bnlib.derive.proof import prove_equal
+from bnbook.derive.family import group_backward
+from bnbook.derive.proof import prove_equal
 
 
 @pytest.mark.parametrize("center", [True, False])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib.lab import experiments as ex
+from bnbook.lab import experiments as ex
 from bnlib.torch import batchnorm as torch_bn
 
 

@@ -1,4 +1,4 @@
-"""bnlib.derive.general and bnlib.derive.allm: proofs for a symbolic batch size m."""
+"""bnbook.derive.general and bnbook.derive.allm: proofs for a symbolic batch size m."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import sympy as sp
 import torch
 
-from bnlib.derive import ledger
-from bnlib.derive.allm import IDENTITIES, prove, prove_and_record
-from bnlib.derive.general import (
+from bnbook.derive import ledger
+from bnbook.derive.allm import IDENTITIES, prove, prove_and_record
+from bnbook.derive.general import (
     batch_sum,
     compact_dx,
     exact_gradients,
@@ -17,7 +17,7 @@ from bnlib.derive.general import (
     general_batch,
     instance,
 )
-from bnlib.derive.proof import prove_equal
+from bnbook.derive.proof import prove_equal
 
 
 @pytest.fixture(scope="module")

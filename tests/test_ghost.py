@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from layercheck import assert_same_in_eval, assert_same_state
 
 import bnlib.torch
+from bnbook.lab import experiments as ex
 from bnlib import ghost
-from bnlib.lab import experiments as ex
 from bnlib.torch.batchnorm import BatchNorm1d
 
 TOL = 1e-10

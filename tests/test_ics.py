@@ -1,4 +1,4 @@
-"""bnlib.lab.ics: Santurkar et al.'s internal covariate shift, against our own."""
+"""bnbook.lab.ics: Santurkar et al.'s internal covariate shift, against our own."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from bnlib.lab import experiments as ex
-from bnlib.lab import ics
+from bnbook.lab import experiments as ex
+from bnbook.lab import ics
 
 
 def _net(batch_norm: bool, seed: int = 0) -> nn.Sequential:

@@ -45,7 +45,7 @@ def test_plain_install_brings_numpy_only(clean_env):
         text=True,
     ).stdout
     names = {line.split("==")[0].lower() for line in listed.split()}
-    assert names - {"pip", "setuptools", "wheel"} == {"bnlib", "numpy"}, names
+    assert names - {"pip", "setuptools", "wheel"} == {"bnlib-batchnorm", "numpy"}, names
 
 
 def test_plain_install_runs_the_readme_example_without_torch_or_sympy(clean_env):
@@ -58,7 +58,7 @@ def test_plain_install_runs_the_readme_example_without_torch_or_sympy(clean_env)
 
 def test_plain_install_ships_py_typed_and_the_license(clean_env):
     out = subprocess.run(
-        [str(clean_env), "-m", "pip", "show", "--files", "bnlib"],
+        [str(clean_env), "-m", "pip", "show", "--files", "bnlib-batchnorm"],
         check=True,
         capture_output=True,
         text=True,
@@ -75,4 +75,4 @@ def test_tool_subpackage_without_its_extra_names_the_extra(clean_env):
         cwd="/",
     )
     assert result.returncode != 0
-    assert 'pip install "bnlib[torch]"' in result.stderr
+    assert 'pip install "bnlib-batchnorm[torch]"' in result.stderr

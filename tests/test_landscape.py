@@ -1,4 +1,4 @@
-"""bnlib.lab.landscape: loss and gradient along the gradient direction."""
+"""bnbook.lab.landscape: loss and gradient along the gradient direction."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from bnlib.lab import experiments as ex
-from bnlib.lab import landscape
+from bnbook.lab import experiments as ex
+from bnbook.lab import landscape
 
 
 def _net(batch_norm: bool) -> nn.Sequential:

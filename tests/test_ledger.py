@@ -1,4 +1,4 @@
-"""The proof ledger: bnlib.derive.ledger's records and the book's extension.
+"""The proof ledger: bnbook.derive.ledger's records and the book's extension.
 
 The unit tests cover the transport (glue keys) and the extension's collection logic;
 one small Jupyter Book build checks the whole path: a page whose equation has a
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bnlib.derive import ledger
-from bnlib.derive.ledger import KINDS, key, parse_key, verified
+from bnbook.derive import ledger
+from bnbook.derive.ledger import KINDS, key, parse_key, verified
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))
@@ -109,7 +109,7 @@ a = a
 ```
 
 ```{{code-cell}} ipython3
-from bnlib.derive.ledger import verified
+from bnbook.derive.ledger import verified
 {call}
 ```
 """

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("args", [["check"], ["format", "--check"]])
 def test_ruff_clean(args):
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", *args, "bnlib", "tests"],
+        [sys.executable, "-m", "ruff", *args, "bnlib", "booktools", "tests"],
         capture_output=True,
         text=True,
         cwd=ROOT,

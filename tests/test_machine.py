@@ -1,4 +1,4 @@
-"""bnlib.bench.machine: the bandwidth measurement and the description of the machine."""
+"""bnbook.bench.machine: bandwidth and the description of the machine."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from bnbook.bench import machine
 from bnlib._kernels import blocked
-from bnlib.bench import machine
 
 
 def test_measure_bandwidth_is_positive_and_finite():

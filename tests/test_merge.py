@@ -1,12 +1,12 @@
-"""bnlib.derive.merge: the shard-merge formulas, proved for symbolic sizes."""
+"""bnbook.derive.merge: the shard-merge formulas, proved for symbolic sizes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bnlib.derive import merge
-from bnlib.derive.proof import prove_equal
+from bnbook.derive import merge
+from bnbook.derive.proof import prove_equal
 
 
 @pytest.mark.parametrize("power", [1, 2])

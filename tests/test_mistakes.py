@@ -1,7 +1,7 @@
-"""bnlib.derive.mistakes: wrong gradient formulas are caught, except in the two traps.
+"""bnbook.derive.mistakes: wrong gradient formulas are caught, except in the two traps.
 
 Each wrong formula is compared with SymPy's own derivative of the loss
-(:func:`bnlib.derive.symbolic.exact_gradients`), with generic upstream gradients
+(:func:`bnbook.derive.symbolic.exact_gradients`), with generic upstream gradients
 g_1..g_m
 except in the test of the sum-loss trap.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from bnlib.derive import mistakes as M
-from bnlib.derive import symbolic as S
+from bnbook.derive import mistakes as M
+from bnbook.derive import symbolic as S
 
 
 def test_note_parameter_gradients_fail_the_proof(bn3, exact3):

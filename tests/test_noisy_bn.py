@@ -1,4 +1,4 @@
-"""bnlib.lab.noisy_bn: the random shift-and-scale layer, the noisy BatchNorm network."""
+"""bnbook.lab.noisy_bn: the random shift-and-scale layer, noisy BatchNorm nets."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.lab import experiments as ex
-from bnlib.lab import noisy_bn
+from bnbook.lab import experiments as ex
+from bnbook.lab import noisy_bn
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""bnlib.lab.normfamily: the chapter's ghost-batch norm layer, nets and AdaBN."""
+"""bnbook.lab.normfamily: the chapter's ghost-batch norm layer, nets and AdaBN."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib.lab import normfamily as nf
-from bnlib.lab.experiments import load_digits_split
+from bnbook.lab import normfamily as nf
+from bnbook.lab.experiments import load_digits_split
 
 matplotlib.use("Agg")
 

@@ -1,11 +1,11 @@
-"""bnlib.derive.proof.prove_equal: proofs, counterexamples, numeric evidence, errors."""
+"""bnbook.derive.proof.prove_equal: proofs, counterexamples, evidence, errors."""
 
 from __future__ import annotations
 
 import pytest
 import sympy as sp
 
-from bnlib.derive.proof import prove_equal
+from bnbook.derive.proof import prove_equal
 
 x, y = sp.symbols("x y", real=True)
 t = sp.Symbol("t", positive=True)

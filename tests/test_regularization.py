@@ -1,4 +1,4 @@
-"""bnlib.lab.regularization: margins, population statistics, intervals over seeds."""
+"""bnbook.lab.regularization: margins, population statistics, intervals over seeds."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from bnlib.lab import experiments as ex
-from bnlib.lab import regularization as reg
+from bnbook.lab import experiments as ex
+from bnbook.lab import regularization as reg
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""bnlib.lab.saturation: the saturation threshold, the saturated share, the tracker."""
+"""bnbook.lab.saturation: the saturation threshold, the saturated share, the tracker."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib.lab import experiments as ex
-from bnlib.lab import saturation as sat
+from bnbook.lab import experiments as ex
+from bnbook.lab import saturation as sat
 
 
 def _sigmoid_slope(z: float) -> float:

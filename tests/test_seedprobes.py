@@ -1,4 +1,4 @@
-"""bnlib.lab.seedprobes: time to a level, the gradient probe, Monte Carlo BN."""
+"""bnbook.lab.seedprobes: time to a level, the gradient probe, Monte Carlo BN."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib.lab import experiments as ex
-from bnlib.lab import ics, landscape
-from bnlib.lab import seedprobes as sp
-from bnlib.lab import seeds as sd
+from bnbook.lab import experiments as ex
+from bnbook.lab import ics, landscape
+from bnbook.lab import seedprobes as sp
+from bnbook.lab import seeds as sd
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""bnlib.lab.seeds: K seeds as one batched model give the numbers of K runs."""
+"""bnbook.lab.seeds: K seeds as one batched model give the numbers of K runs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib.lab import experiments as ex
-from bnlib.lab import regularization as reg
-from bnlib.lab import seeds as sd
+from bnbook.lab import experiments as ex
+from bnbook.lab import regularization as reg
+from bnbook.lab import seeds as sd
 from bnlib.torch.ghost import to_ghost
 
 SEEDS = (3, 7, 11)

@@ -1,4 +1,4 @@
-"""bnlib.lab.seedstats: intervals over seeds, NLL and calibration error."""
+"""bnbook.lab.seedstats: intervals over seeds, NLL and calibration error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from bnlib.lab import seedstats as ss
+from bnbook.lab import seedstats as ss
 
 
 def test_seed_interval_t_matches_scipy():

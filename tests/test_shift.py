@@ -1,4 +1,4 @@
-"""bnlib.lab.shift: Gaussian KL, importance weights, weighted least squares, risk."""
+"""bnbook.lab.shift: Gaussian KL, importance weights, weighted least squares, risk."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from bnlib.lab import shift
+from bnbook.lab import shift
 
 means = st.floats(-5, 5)
 stds = st.floats(0.05, 5)

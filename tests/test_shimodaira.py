@@ -1,4 +1,4 @@
-"""bnlib.lab.shimodaira: the batched lambda sweep and the size of Gaussian weights."""
+"""bnbook.lab.shimodaira: the batched lambda sweep and the size of Gaussian weights."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
 
-from bnlib.lab import shift, shimodaira
+from bnbook.lab import shift, shimodaira
 
 Q0, Q1 = (0.5, 0.5), (0.0, 0.3)
 TRUE = np.array([0.0, -1.0, 0.0, 1.0])

@@ -1,4 +1,4 @@
-"""bnlib.derive.staged.batch_norm_backward_staged against PyTorch autograd in float64.
+"""bnbook.derive.staged.batch_norm_backward_staged against PyTorch autograd in float64.
 
 Expected values come from ``torch.nn.functional.batch_norm`` and autograd, with
 random upstream gradients.
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bnlib
-from bnlib.derive.staged import batch_norm_backward_staged
+from bnbook.derive.staged import batch_norm_backward_staged
 
 TOL = 1e-10
 SHAPES = [(8, 3), (5, 4, 7), (4, 3, 5, 6), (2, 3, 2, 2, 3), (2, 1)]

@@ -1,4 +1,4 @@
-"""bnlib.lab.sweeps: the outcome rule, contiguity, and the cached sweep runner."""
+"""bnbook.lab.sweeps: the outcome rule, contiguity, and the cached sweep runner."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib.lab import experiments as ex
-from bnlib.lab import sweeps as sw
+from bnbook.lab import experiments as ex
+from bnbook.lab import sweeps as sw
 
 LN10 = math.log(10)
 

@@ -1,4 +1,4 @@
-"""bnlib.derive.symbolic: the gradients of BatchNorm derived and proved with SymPy.
+"""bnbook.derive.symbolic: the gradients of BatchNorm derived and proved with SymPy.
 
 The symbolic forward pass is checked against PyTorch at a random point, so that the
 proofs below are about the right function. Each proof is a real one (simplify) and
@@ -14,7 +14,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
-from bnlib.derive import symbolic as S
+from bnbook.derive import symbolic as S
 
 
 def _point(bn, rng):

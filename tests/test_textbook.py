@@ -1,4 +1,4 @@
-"""bnlib.bench.textbook: the one-pass variance is exact where rounding cannot hurt
+"""bnbook.bench.textbook: the one-pass variance is exact where rounding cannot hurt
 it, and loses the digits of float32 data far from zero, which is why bnlib avoids it.
 
 The textbook forward and backward passes are tested against PyTorch in
@@ -7,7 +7,7 @@ tests/test_bench.py.
 
 import numpy as np
 
-from bnlib.bench.textbook import one_pass_variance
+from bnbook.bench.textbook import one_pass_variance
 
 
 def test_one_pass_variance_matches_numpy_in_float64(rng):

@@ -11,7 +11,7 @@ added in block order.
 
 See Also
 --------
-The chapter "How fast is bnlib?" (``chapters/08-speed.md``).
+The chapter "How fast is bnlib?" (``chapters/speed.md``).
 """
 
 from __future__ import annotations

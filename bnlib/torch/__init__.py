@@ -1,8 +1,8 @@
 """bnlib inside PyTorch: the autograd Function, drop-in layers and model helpers.
 
-Needs torch (``pip install "bnlib[torch]"``). Every computation here runs bnlib's
-numpy code on CPU tensors, so a network built with these layers trains on the book's
-own derivation rather than on PyTorch's kernel.
+Needs torch (``pip install "bnlib-batchnorm[torch]"``). Every computation here runs
+bnlib's numpy code on CPU tensors, so a network built with these layers trains on the
+book's own derivation rather than on PyTorch's kernel.
 """
 
 from bnlib._extras import require

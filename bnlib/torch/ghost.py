@@ -133,7 +133,7 @@ def to_ghost(model: nn.Module, ghost_size: int) -> nn.Module:
     ----------
     model : torch.nn.Module
         Changed in place, for example a network from
-        :func:`bnlib.lab.experiments.make_mlp`.
+        :func:`bnbook.lab.experiments.make_mlp`.
     ghost_size : int
 
     Returns

@@ -60,3 +60,23 @@ def test_page_figures_are_legible_on_a_phone(site, page):
 
 def test_figures_are_present_to_check(site):
     assert sum(len(_figures(site, page)) for page in notebook_pages()) >= 10
+
+
+READABILITY = ROOT.parent / "shared" / "tools" / "readability.py"
+
+
+@pytest.mark.parametrize("pattern", ["intro.html", "chapters/*.html"])
+def test_pages_hold_the_reading_budget(site, pattern):
+    """The shared reading tool (prose, code, sentence length) passes on every page."""
+    import subprocess
+    import sys
+
+    if not READABILITY.is_file():
+        pytest.skip(f"the shared reading tool is not at {READABILITY}")
+    result = subprocess.run(
+        [sys.executable, str(READABILITY), pattern, str(site)],
+        capture_output=True,
+        text=True,
+    )
+    over = [ln for ln in result.stdout.splitlines() if not ln.startswith("ok ")]
+    assert result.returncode == 0, "\n".join(over)

@@ -15,19 +15,20 @@ import numpy as np
 __all__ = ["batch_norm", "batch_norm_backward_staged", "batch_norm_backward"]
 
 
-def batch_norm(x, gamma, beta, running_mean, running_var, training,
-               momentum=0.1, eps=1e-5):  # fmt: skip
-    """Normalize each column of ``x``; in training, update the running statistics."""
+def batch_norm(
+    x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5
+):
+    """BatchNorm of each column of ``x``; training updates the running stats."""
     if training:
         m = x.shape[0]
         mu = x.mean(axis=0)  # batch mean, per feature
         var = x.var(axis=0)  # batch variance, divided by m
-        running_mean *= 1 - momentum  # moving averages, updated in place
+        running_mean *= 1 - momentum  # moving averages, in place
         running_mean += momentum * mu
         running_var *= 1 - momentum
         running_var += momentum * var * m / (m - 1)  # unbiased: m - 1
-    else:
-        mu, var = running_mean, running_var  # inference: the running statistics
+    else:  # inference: the running statistics
+        mu, var = running_mean, running_var
     x_hat = (x - mu) / np.sqrt(var + eps)
     return gamma * x_hat + beta
 

@@ -184,9 +184,9 @@ def draw_norm_cube(ax, shaded, title: str) -> None:
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title)
-    ax.text(n_n / 2, -0.6, "N (examples)", ha="center", va="center", fontsize=8)
-    ax.text(-0.5, n_c / 2, "C", ha="center", va="center", fontsize=8)
-    ax.text(n_n + 0.6, n_c + depth * oy + 0.5, "H, W", ha="center", fontsize=8)
+    ax.text(n_n / 2, -0.6, "N (examples)", ha="center", va="center", fontsize=10.5)
+    ax.text(-0.5, n_c / 2, "C", ha="center", va="center", fontsize=10.5)
+    ax.text(n_n + 0.6, n_c + depth * oy + 0.5, "H, W", ha="center", fontsize=10.5)
 
 
 def _face(points, face: str, shade: float = 1.0):

@@ -83,3 +83,40 @@ def test_listings_fit_on_one_screen(fn):
     lines = [ln for ln in inspect.getsource(fn).splitlines() if ln.strip()]
     body = lines[next(i for i, ln in enumerate(lines) if '"""' in ln) + 1 :]
     assert len(body) <= 15, len(body)
+
+
+@pytest.mark.parametrize(
+    "backward", [scratch.batch_norm_backward_staged, scratch.batch_norm_backward]
+)
+def test_backward_matches_central_finite_differences(backward):
+    """A second reference, independent of PyTorch: the loss sum(dy * y)."""
+    x, gamma, beta, dy = _batch(3)
+    eps, h = 1e-5, 1e-6
+
+    def loss(x_, gamma_, beta_):
+        x_hat = (x_ - x_.mean(axis=0)) / np.sqrt(x_.var(axis=0) + eps)
+        return float((dy * (gamma_ * x_hat + beta_)).sum())
+
+    def numeric(arg):
+        args, grad = [x, gamma, beta], np.zeros_like([x, gamma, beta][arg])
+        for idx in np.ndindex(grad.shape):
+            up = [a.copy() for a in args]
+            down = [a.copy() for a in args]
+            up[arg][idx] += h
+            down[arg][idx] -= h
+            grad[idx] = (loss(*up) - loss(*down)) / (2 * h)
+        return grad
+
+    for got, arg in zip(backward(dy, x, gamma, eps=eps), range(3), strict=True):
+        np.testing.assert_allclose(got, numeric(arg), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "backward", [scratch.batch_norm_backward_staged, scratch.batch_norm_backward]
+)
+def test_backward_all_ones_upstream_gives_zero_input_gradient(backward):
+    """The trap the chapter warns about: an all-ones dy makes the true dx zero."""
+    x, gamma, _, _ = _batch(4)
+    dx, _, dbeta = backward(np.ones_like(x), x, gamma)
+    np.testing.assert_allclose(dx, 0.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dbeta, np.full(C, M), rtol=0, atol=1e-12)

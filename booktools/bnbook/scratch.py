@@ -34,14 +34,14 @@ def batch_norm(
 
 
 def batch_norm_backward_staged(dy, x, gamma, eps=1e-5):
-    """Gradients of training-mode BatchNorm, one chain-rule stage per line."""
+    """Training-mode BatchNorm gradients, one chain-rule stage per line."""
     m = x.shape[0]
     mu, var = x.mean(axis=0), x.var(axis=0)
     inv_std = 1 / np.sqrt(var + eps)
     x_hat = (x - mu) * inv_std
     dx_hat = dy * gamma
     dvar = -0.5 * inv_std**3 * (dx_hat * (x - mu)).sum(axis=0)
-    dmu = -inv_std * dx_hat.sum(axis=0)  # plus dvar * mean(-2(x - mu)), which is 0
+    dmu = -inv_std * dx_hat.sum(axis=0)  # + dvar * mean(-2(x - mu)) = 0
     dx = dx_hat * inv_std + dvar * 2 * (x - mu) / m + dmu / m
     dgamma = (dy * x_hat).sum(axis=0)
     dbeta = dy.sum(axis=0)
@@ -49,7 +49,7 @@ def batch_norm_backward_staged(dy, x, gamma, eps=1e-5):
 
 
 def batch_norm_backward(dy, x, gamma, eps=1e-5):
-    """The same gradients in compact form: three sums, one line for ``dx``."""
+    """The same gradients, compact: two batch sums, one line for ``dx``."""
     m = x.shape[0]
     inv_std = 1 / np.sqrt(x.var(axis=0) + eps)
     x_hat = (x - x.mean(axis=0)) * inv_std

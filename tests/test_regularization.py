@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from scipy.integrate import quad
 
 from bnbook.lab import experiments as ex
 from bnbook.lab import regularization as reg
@@ -144,3 +145,40 @@ def test_run_recorder_accuracies_from_step(split):
         rec(step, net)
     assert rec.steps == [0, 1, 2, 3] and len(rec.gamma) == 4
     assert rec.acc_steps == [2, 3] and len(rec.test_acc) == 2
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 30])
+def test_batch_std_sd_matches_the_chi_law_by_integration(m):
+    law = stats.chi(m - 1)  # sigma_B / sigma = chi_{m-1} / sqrt(m)
+    expected = np.sqrt(law.var() / m)
+    assert np.isclose(reg.batch_std_sd(m), expected, rtol=1e-9)
+
+
+def test_batch_std_sd_matches_simulation_and_tends_to_one_over_sqrt_2m():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(8, 200_000))
+    measured = x.std(axis=0).std()
+    assert abs(measured - reg.batch_std_sd(8)) < 0.01
+    assert np.isclose(reg.batch_std_sd(10_000) * np.sqrt(2 * 10_000), 1.0, rtol=1e-3)
+
+
+@pytest.mark.parametrize("m", [3, 5, 30])
+def test_mean_inverse_std_ratio_matches_numerical_integration(m):
+    density = stats.chi(m - 1).pdf
+    expected = quad(lambda t: np.sqrt(m) / t * density(t), 0, np.inf)[0]
+    assert np.isclose(reg.mean_inverse_std_ratio(m), expected, rtol=1e-7)
+
+
+def test_mean_inverse_std_ratio_matches_simulation():
+    x = np.random.default_rng(6).normal(size=(5, 400_000))
+    ratio = 1 / x.std(axis=0)
+    error = 4 * ratio.std() / np.sqrt(ratio.size)
+    assert abs(ratio.mean() - reg.mean_inverse_std_ratio(5)) < error
+
+
+@pytest.mark.parametrize("bad", [1, 2.5, [4, 0]])
+def test_batch_noise_closed_forms_reject_bad_sizes(bad):
+    with pytest.raises(ValueError, match="batch sizes must be integers"):
+        reg.batch_std_sd(bad)
+    with pytest.raises(ValueError, match="batch sizes must be integers >= 3"):
+        reg.mean_inverse_std_ratio(2)

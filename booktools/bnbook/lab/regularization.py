@@ -7,6 +7,9 @@
   does not depend on how the running averages were updated.
 - :func:`mean_difference` and :func:`describe_difference`: a difference of means
   over seeds with its t-interval, and one sentence on it worded by the numbers.
+- :func:`batch_std_sd` and :func:`mean_inverse_std_ratio`: how noisy the batch
+  standard deviation is for Gaussian data, and how much larger training-mode outputs
+  are than inference outputs on average.
 
 Importing this module needs torch and scipy.
 """
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import stats
+from scipy.special import gammaln
 from torch import nn
 
 from bnbook.lab import experiments as ex
@@ -27,10 +31,12 @@ from bnlib.torch.ghost import to_ghost
 
 __all__ = [
     "RunRecorder",
+    "batch_std_sd",
     "describe_difference",
     "margin",
     "margins_in_batches",
     "mean_difference",
+    "mean_inverse_std_ratio",
     "set_population_stats",
 ]
 
@@ -188,3 +194,58 @@ def describe_difference(diff: float, low: float, high: float, what: str) -> str:
         f"{what} differs by {diff:+.1f} points {span}; the interval includes "
         "zero, so these seeds cannot tell the two apart."
     )
+
+
+def _check_batch_size(m: Any, smallest: int) -> np.ndarray:
+    sizes = np.asarray(m)
+    if not np.issubdtype(sizes.dtype, np.integer) or (sizes < smallest).any():
+        raise ValueError(f"batch sizes must be integers >= {smallest}, got {m!r}")
+    return sizes.astype(np.float64)
+
+
+def batch_std_sd(m: Any) -> np.ndarray:
+    """Standard deviation of the batch standard deviation, in units of ``sigma``.
+
+    Parameters
+    ----------
+    m : int or array of ints, each ``>= 2``
+        Batch sizes.
+
+    Returns
+    -------
+    ndarray, the shape of ``m``
+
+    Notes
+    -----
+    For Gaussian data ``sigma_B = sigma chi_{m-1} / sqrt(m)``, and ``chi_k`` has mean
+    ``c_k = sqrt(2) Gamma((k + 1) / 2) / Gamma(k / 2)`` and second moment ``k``, so
+    ``sd(sigma_B) / sigma = sqrt(((m - 1) - c_{m-1}^2) / m)``, about
+    ``1 / sqrt(2 m)`` for large ``m``.
+    Derived and checked in the book's statistics appendix (``eq-reg-sd-sigma``).
+    """
+    size = _check_batch_size(m, 2)
+    c = np.sqrt(2) * np.exp(gammaln(size / 2) - gammaln((size - 1) / 2))
+    return np.sqrt((size - 1 - c**2) / size)
+
+
+def mean_inverse_std_ratio(m: Any) -> np.ndarray:
+    """``E[sigma / sigma_B]`` for Gaussian data: training over inference scale.
+
+    Parameters
+    ----------
+    m : int or array of ints, each ``>= 3``
+        Batch sizes (at ``m = 2`` the expectation is infinite).
+
+    Returns
+    -------
+    ndarray, the shape of ``m``
+
+    Notes
+    -----
+    ``E[sigma / sigma_B] = sqrt(m / 2) Gamma((m - 2) / 2) / Gamma((m - 1) / 2)``,
+    from ``E[1 / chi_k] = Gamma((k - 1) / 2) / (sqrt(2) Gamma(k / 2))`` for ``k > 1``
+    (Summers & Dinneen, 2020, point out the mismatch).
+    Derived and checked in the book's statistics appendix (``eq-reg-summers``).
+    """
+    size = _check_batch_size(m, 3)
+    return np.sqrt(size / 2) * np.exp(gammaln((size - 2) / 2) - gammaln((size - 1) / 2))

@@ -40,7 +40,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnlib import shards
-from bnlib.torch.batchnorm import _check_tensor, _numpy, batch_norm
+from bnlib.torch.batchnorm import _check_tensor, _numpy, batch_norm, bias_kwargs
 
 __all__ = ["SyncBatchNorm", "SyncBatchNormFunction", "all_reduce_stats"]
 
@@ -165,7 +165,8 @@ class SyncBatchNorm(_BatchNorm):
     Parameters
     ----------
     num_features : int
-        ``C``; input ``(N, C, *)`` of any rank >= 2, float32 or float64, on the CPU.
+        ``C``; input ``(N, C, *)`` of any rank >= 2, float32 or float64 (not
+        float16 or bfloat16, unlike :class:`bnlib.torch.BatchNorm1d`), on the CPU.
     eps, momentum, affine, track_running_stats, device, dtype, bias
         As in :class:`torch.nn.SyncBatchNorm` (``bias`` is keyword-only).
     process_group : ProcessGroup, optional
@@ -194,7 +195,7 @@ class SyncBatchNorm(_BatchNorm):
     ) -> None:  # fmt: skip
         super().__init__(
             num_features, eps, momentum, affine, track_running_stats, device, dtype,
-            bias=bias,
+            **bias_kwargs(bias),
         )  # fmt: skip
         self.process_group = process_group
         self._peers_checked = False
@@ -209,7 +210,7 @@ class SyncBatchNorm(_BatchNorm):
         return dist.get_world_size(self.process_group)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        _check_tensor(input)
+        _check_tensor(input, low_precision=False)
         self._check_input_dim(input)
         use_batch = self.training or self.running_mean is None
         sync = use_batch and self.training and self._group_size() > 1

@@ -75,7 +75,7 @@ def test_batch_norm_op_passes_opcheck(training):
     x = _rand((5, 3, 4), 0).requires_grad_()
     w, b = _rand((3,), 1).requires_grad_(), _rand((3,), 2).requires_grad_()
     rm, rv = _rand((3,), 3), _rand((3,), 4).abs() + 0.5
-    args = (x, w, b, rm, rv, training, 0.1, 1e-5)
+    args = (x, w, b, rm, rv, training, 0.1, 1e-5, None)
     torch.library.opcheck(torch.ops.bnlib.batch_norm.default, args)
     dy = _rand((5, 3, 4), 5)
     stats = (None, None) if training else (rm, rv)
@@ -121,6 +121,22 @@ def test_compile_fullgraph_matches_torch(training):
         x, v = _rand((4, 3, 8, 8), 10 + step, loc=1.0), _rand((4, 2), 20 + step)
         for a, b in zip(_step(compiled, x, v), _step(ref, x, v), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=TOL)
+    torch.testing.assert_close(ours.state_dict(), ref.state_dict(), rtol=0, atol=TOL)
+
+
+def test_compile_momentum_none_reads_the_count_inside_the_operator():
+    """A cumulative average (``momentum=None``) needs ``1 / num_batches_tracked``;
+    compiled, it neither breaks the graph nor drifts from torch over three steps."""
+    ref = nn.BatchNorm1d(3, momentum=None, dtype=torch.float64)
+    ours = bt.BatchNorm1d(3, momentum=None, dtype=torch.float64)
+    explanation = torch._dynamo.explain(ours)(_rand((5, 3), 0))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    ours.reset_running_stats()
+    torch._dynamo.reset()
+    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    for step in range(3):
+        x = _rand((5, 3), 1 + step, scale=1 + step, loc=step)
+        torch.testing.assert_close(compiled(x), ref(x), rtol=0, atol=TOL)
     torch.testing.assert_close(ours.state_dict(), ref.state_dict(), rtol=0, atol=TOL)
 
 

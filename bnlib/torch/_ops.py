@@ -50,12 +50,18 @@ def forward_impl(
     training: bool,
     momentum: float,
     eps: float,
+    count: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(y, new_running_mean, new_running_var)`` from :func:`bnlib.batch_norm`.
 
     The running statistics are updated on copies; the inputs are never changed.
     The two statistics are empty unless ``training`` and ``running_mean`` is given.
+    With ``count`` (a layer's ``num_batches_tracked``, ``momentum=None``) the
+    momentum is ``1 / count``: read here, inside the operator, so that tracing
+    never needs the count as a Python number.
     """
+    if count is not None:
+        momentum = 1.0 / float(count)
     if training and running_mean is not None and running_var is not None:
         mean, var = running_mean.clone(), running_var.clone()
         y = F.batch_norm(
@@ -111,6 +117,7 @@ def _(
     training: bool,
     momentum: float,
     eps: float,
+    count: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     y = torch.empty_like(input, memory_format=torch.contiguous_format)
     if training and running_mean is not None and running_var is not None:

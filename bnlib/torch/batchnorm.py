@@ -104,7 +104,7 @@ def _check_same_dtype(input: torch.Tensor, *tensors: torch.Tensor | None) -> Non
 
 def _save(ctx: Any, inputs: tuple[Any, ...], output: Any) -> tuple[Any, ...]:
     """What both backward passes need; frozen copies of the running statistics."""
-    input, weight, _, running_mean, running_var, training, _, eps = inputs
+    input, weight, _, running_mean, running_var, training, _, eps, _ = inputs
     ctx.training, ctx.eps = training, eps
     ctx.mark_non_differentiable(output[1], output[2])
     if training or running_mean is None:
@@ -138,10 +138,12 @@ class BatchNormFunction(torch.autograd.Function):
         training: bool,
         momentum: float,
         eps: float,
+        count: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return _ops.forward_impl(
-            input, weight, bias, running_mean, running_var, training, momentum, eps
-        )
+            input, weight, bias, running_mean, running_var, training, momentum, eps,
+            count,
+        )  # fmt: skip
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -160,7 +162,7 @@ class BatchNormFunction(torch.autograd.Function):
             grads = _ops.batch_norm_backward(*args)
         need = ctx.needs_input_grad[:3]
         picked = [g if n else None for g, n in zip(grads, need, strict=True)]
-        return (*picked, None, None, None, None, None)
+        return (*picked, None, None, None, None, None, None)
 
     @staticmethod
     def jvp(ctx: Any, *tangents: Any) -> tuple[Any, ...]:
@@ -286,14 +288,31 @@ def batch_norm(
     --------
     bnlib.batch_norm_backward : the backward pass used here.
     """
+    return _batch_norm(
+        input, running_mean, running_var, weight, bias, training, momentum, eps
+    )
+
+
+def _batch_norm(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+    count: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`batch_norm`; with ``count``, the momentum is ``1 / count``."""
     _check_tensor(input)
     _check_same_dtype(input, weight, bias, running_mean, running_var)
     low = input.dtype in _LOW
     args = [_working(t, low) for t in (input, weight, bias, running_mean, running_var)]
     if _forward_mode_or_transform():
-        y, mean, var = BatchNormFunction.apply(*args, training, momentum, eps)
+        y, mean, var = BatchNormFunction.apply(*args, training, momentum, eps, count)
     else:
-        y, mean, var = _ops.batch_norm(*args, training, momentum, eps)
+        y, mean, var = _ops.batch_norm(*args, training, momentum, eps, count)
     if training and running_mean is not None and running_var is not None:
         with torch.no_grad():
             running_mean.copy_(mean)
@@ -316,15 +335,16 @@ class _BnlibForward:
                 f"got input of shape {tuple(input.shape)}"
             )
         factor = 0.0 if self.momentum is None else self.momentum
+        count = None  # momentum None: 1 / count, read inside the operator
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked)
+                count = self.num_batches_tracked
         use_batch = self.training or self.running_mean is None
         keep = not self.training or self.track_running_stats
         stats = (self.running_mean, self.running_var) if keep else (None, None)
         affine = (self.weight, self.bias)
-        return batch_norm(input, *stats, *affine, use_batch, factor, self.eps)
+        return _batch_norm(input, *stats, *affine, use_batch, factor, self.eps, count)
 
 
 class BatchNorm1d(_BnlibForward, torch.nn.BatchNorm1d):

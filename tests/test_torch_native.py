@@ -372,3 +372,53 @@ def test_layers_without_bias_keyword_in_old_torch(monkeypatch):
 def test_bias_keyword_detected_in_this_torch():
     params = inspect.signature(torch.nn.BatchNorm1d).parameters
     assert torch_bn._HAS_BIAS == ("bias" in params)
+
+
+# -- threads ---------------------------------------------------------------------
+
+
+def test_eval_mode_threads_share_one_converted_model():
+    """Evaluation writes nothing: four threads running forward and backward on one
+    model get the results of running one after another, and the state is kept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, ours = _pair()
+    ours.eval()
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    batches = [(_rand((4, 3, 8, 8), 30 + i), _rand((4, 2), 40 + i)) for i in range(8)]
+
+    def job(batch):
+        x, v = batch
+        x = x.clone().requires_grad_()
+        y = ours(x)
+        (dx,) = torch.autograd.grad((y * v).sum(), x)
+        return y.detach(), dx
+
+    alone = [job(b) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(job, batches))
+    for (y1, g1), (y2, g2) in zip(alone, together, strict=True):
+        assert torch.equal(y1, y2) and torch.equal(g1, g2)
+    torch.testing.assert_close(ours.state_dict(), before, rtol=0, atol=0)
+
+
+# -- typing ----------------------------------------------------------------------
+
+
+def test_bnlib_torch_passes_mypy_strict(tmp_path):
+    """As tests/test_types.py does for the library floor, for bnlib.torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(str(f.relative_to(root)) for f in root.glob("bnlib/torch/*.py"))
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path)]
+        + files,
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Success: no issues found" in out.stdout

@@ -157,7 +157,7 @@ class BatchNormFunction(torch.autograd.Function):
         # Building a graph (create_graph=True, torch.func.grad): through _Backward,
         # so that differentiating the gradients raises. Otherwise, directly.
         if torch.is_grad_enabled():
-            grads = _Backward.apply(*args)
+            grads = _Backward.apply(*args)  # type: ignore[no-untyped-call]
         else:
             grads = _ops.batch_norm_backward(*args)
         need = ctx.needs_input_grad[:3]
@@ -310,41 +310,44 @@ def _batch_norm(
     low = input.dtype in _LOW
     args = [_working(t, low) for t in (input, weight, bias, running_mean, running_var)]
     if _forward_mode_or_transform():
-        y, mean, var = BatchNormFunction.apply(*args, training, momentum, eps, count)
+        y, mean, var = BatchNormFunction.apply(  # type: ignore[no-untyped-call]
+            *args, training, momentum, eps, count
+        )
     else:
         y, mean, var = _ops.batch_norm(*args, training, momentum, eps, count)
     if training and running_mean is not None and running_var is not None:
         with torch.no_grad():
             running_mean.copy_(mean)
             running_var.copy_(var)
-    return y.to(input.dtype)
+    out: torch.Tensor = y.to(input.dtype)
+    return out
 
 
 class _BnlibForward:
     """Replaces ``torch.nn.BatchNorm*d.forward`` with bnlib's computation."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(input)
+        bn: Any = self  # a torch.nn.BatchNorm*d: this class is mixed into one
+        bn._check_input_dim(input)
         _check_tensor(input)
-        _check_same_dtype(
-            input, self.weight, self.bias, self.running_mean, self.running_var
-        )
-        if self.training and input.numel() // input.shape[1] == 1:
+        _check_same_dtype(input, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        if bn.training and input.numel() // input.shape[1] == 1:
             raise ValueError(
                 "Expected more than 1 value per channel when training, "
                 f"got input of shape {tuple(input.shape)}"
             )
-        factor = 0.0 if self.momentum is None else self.momentum
+        factor = 0.0 if bn.momentum is None else bn.momentum
         count = None  # momentum None: 1 / count, read inside the operator
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                count = self.num_batches_tracked
-        use_batch = self.training or self.running_mean is None
-        keep = not self.training or self.track_running_stats
-        stats = (self.running_mean, self.running_var) if keep else (None, None)
-        affine = (self.weight, self.bias)
-        return _batch_norm(input, *stats, *affine, use_batch, factor, self.eps, count)
+        if bn.training and bn.track_running_stats:
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:
+                count = bn.num_batches_tracked
+        use_batch = bn.training or bn.running_mean is None
+        keep = not bn.training or bn.track_running_stats
+        rm, rv = (bn.running_mean, bn.running_var) if keep else (None, None)
+        return _batch_norm(
+            input, rm, rv, bn.weight, bn.bias, use_batch, factor, bn.eps, count
+        )
 
 
 class BatchNorm1d(_BnlibForward, torch.nn.BatchNorm1d):

@@ -18,7 +18,7 @@ from bnlib.fold import fold_batch_norm
 __all__ = ["fold_bn_module", "fold_sequential"]
 
 
-def _numpy(t: Any) -> np.ndarray | None:
+def _numpy(t: Any) -> Any:
     return None if t is None else t.detach().cpu().numpy()
 
 
@@ -63,7 +63,7 @@ def _check_module_pair(layer: Any, bn: Any) -> None:
         )
 
 
-def fold_bn_module(layer: nn.Module, bn: nn.Module) -> nn.Module:
+def fold_bn_module(layer: Any, bn: Any) -> nn.Module:
     """A copy of ``layer`` that computes ``bn(layer(x))`` of an eval-mode ``bn``.
 
     Parameters
@@ -101,7 +101,7 @@ def fold_bn_module(layer: nn.Module, bn: nn.Module) -> nn.Module:
     )
     if transposed:
         w = _outputs_second(w, layer.groups)
-    fused = copy.deepcopy(layer)
+    fused: nn.Module = copy.deepcopy(layer)
     like = layer.weight
     fused.weight = torch.nn.Parameter(torch.from_numpy(w).to(like))
     fused.bias = torch.nn.Parameter(torch.from_numpy(b).to(like))

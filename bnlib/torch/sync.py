@@ -121,7 +121,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
                 "Expected more than 1 value per channel when training, got "
                 f"{stats.count} over all processes"
             )
-        if running_mean is not None:
+        if running_mean is not None and running_var is not None:
             _update_running(running_mean, running_var, stats, momentum)
         y = shards.shard_batch_norm(x, stats, w, _numpy(bias), eps)
         ctx.save_for_backward(input, weight)
@@ -231,18 +231,24 @@ class SyncBatchNorm(_BatchNorm):
                 input, rm, rv, self.weight, self.bias, use_batch, factor, self.eps
             )
         else:
-            y = SyncBatchNormFunction.apply(
+            y = SyncBatchNormFunction.apply(  # type: ignore[no-untyped-call]
                 input, self.weight, self.bias, rm, rv, self.eps, factor,
                 self.process_group,
             )  # fmt: skip
         if tracking:  # counted only once the call has succeeded
-            self.num_batches_tracked.add_(1)
-        return y
+            self._count().add_(1)
+        out: torch.Tensor = y
+        return out
+
+    def _count(self) -> torch.Tensor:
+        """``num_batches_tracked``, which a layer that tracks statistics has."""
+        assert self.num_batches_tracked is not None
+        return self.num_batches_tracked
 
     def _factor(self, tracking: bool) -> float:
         """The moving-average weight of this call (which counts when tracking)."""
         if tracking and self.momentum is None:
-            return 1.0 / (float(self.num_batches_tracked) + 1)
+            return 1.0 / (float(self._count()) + 1)
         return 0.0 if self.momentum is None else self.momentum
 
     @classmethod
@@ -273,7 +279,7 @@ class SyncBatchNorm(_BatchNorm):
 
 
 def _sync_copy(cls: type, bn: _BatchNorm, group: Any) -> SyncBatchNorm:
-    new = cls(
+    new: SyncBatchNorm = cls(
         bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
         bias=bn.bias is not None or not bn.affine,
     )  # fmt: skip

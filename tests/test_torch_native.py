@@ -19,8 +19,7 @@ from torch import nn
 
 import bnlib.torch as bt
 from bnlib._checks import MixedDtypeError
-from bnlib.torch import _ops
-from bnlib.torch import batchnorm as torch_bn
+from bnlib.torch import _inputs, _ops
 
 TOL = 1e-10
 LOW = [torch.float16, torch.bfloat16]
@@ -357,7 +356,7 @@ def test_layers_without_bias_keyword_in_old_torch(monkeypatch):
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(base, "__init__", old_init)
-    monkeypatch.setattr(torch_bn, "_HAS_BIAS", False)
+    monkeypatch.setattr(_inputs, "_HAS_BIAS", False)
     model = nn.Sequential(nn.BatchNorm1d(3), nn.BatchNorm1d(3, affine=False))
     bt.convert(model)
     assert [type(m) for m in model] == [bt.BatchNorm1d, bt.BatchNorm1d]
@@ -371,7 +370,7 @@ def test_layers_without_bias_keyword_in_old_torch(monkeypatch):
 
 def test_bias_keyword_detected_in_this_torch():
     params = inspect.signature(torch.nn.BatchNorm1d).parameters
-    assert torch_bn._HAS_BIAS == ("bias" in params)
+    assert _inputs._HAS_BIAS == ("bias" in params)
 
 
 # -- threads ---------------------------------------------------------------------

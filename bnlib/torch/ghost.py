@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from bnlib.ghost import check_ghost_size, num_ghosts
-from bnlib.torch.batchnorm import BatchNorm1d, _check_tensor, batch_norm
+from bnlib.torch._inputs import _check_tensor
+from bnlib.torch.batchnorm import BatchNorm1d, batch_norm
 
 __all__ = ["GhostBatchNorm1d", "to_ghost"]
 

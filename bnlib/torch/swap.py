@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from bnlib.torch.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d, bias_kwargs
+from bnlib.torch._inputs import bias_kwargs
+from bnlib.torch.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 
 __all__ = ["convert", "revert"]
 

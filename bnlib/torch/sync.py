@@ -40,7 +40,8 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnlib import shards
-from bnlib.torch.batchnorm import _check_tensor, _numpy, batch_norm, bias_kwargs
+from bnlib.torch._inputs import _check_tensor, _numpy, bias_kwargs
+from bnlib.torch.batchnorm import batch_norm
 
 __all__ = ["SyncBatchNorm", "SyncBatchNormFunction", "all_reduce_stats"]
 

@@ -152,6 +152,33 @@ def test_export_eval_converted_net_equals_eager():
     torch.testing.assert_close(exported, ref(x), rtol=0, atol=TOL)
 
 
+def test_saved_export_loads_once_bnlib_torch_registers_the_operator(tmp_path):
+    """migration.md: a process that loads the program must import bnlib.torch."""
+    import subprocess
+    import sys
+
+    _, ours = _pair()
+    x = _rand((4, 3, 8, 8), 3)
+    torch.export.save(torch.export.export(ours.eval(), (x,)), tmp_path / "net.pt2")
+    torch.save({"x": x, "y": ours(x)}, tmp_path / "xy.pt")
+    script = (
+        "import sys, torch\n"
+        "if sys.argv[1] == 'yes': import bnlib.torch\n"
+        f"d = torch.load({str(tmp_path / 'xy.pt')!r})\n"
+        f"p = torch.export.load({str(tmp_path / 'net.pt2')!r})\n"
+        "assert torch.equal(p.module()(d['x']), d['y'])\n"
+    )
+    runs = {
+        flag: subprocess.run(
+            [sys.executable, "-c", script, flag], capture_output=True, text=True
+        )
+        for flag in ("yes", "no")
+    }
+    assert runs["yes"].returncode == 0, runs["yes"].stderr
+    assert runs["no"].returncode != 0
+    assert "bnlib" in runs["no"].stderr
+
+
 # -- float16, bfloat16, autocast --------------------------------------------------
 
 

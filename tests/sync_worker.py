@@ -8,6 +8,11 @@ group of ``P`` processes), and the test compares the shards with one process on 
 whole batch. All checks share one run, because starting processes that import torch
 costs seconds: the first two processes, as a process group of their own, check the
 2-process case, then all of them the 3-process case.
+
+The worker imports the bnlib of the repository it sits in, never an installed one:
+the repository root goes first on ``sys.path`` (the launching test also puts it on
+``PYTHONPATH``), and ``OUT/rank<r>.npz`` records ``bnlib.__file__`` so the test can
+check which tree ran.
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from bnlib.torch import SyncBatchNorm
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tree under test, before any installed bnlib
+
+import bnlib  # noqa: E402
+from bnlib.torch import SyncBatchNorm  # noqa: E402
 
 C, L = 3, 2
 SIZES = {2: [3, 5], 3: [2, 1, 6]}  # uneven shards, one of a single example
@@ -165,6 +174,7 @@ def main(out: Path) -> None:
             results.update({f"w{p}/{k}": v for k, v in checks(rank, p, group).items()})
         dist.barrier()  # the others wait until this group is done
     dist.destroy_process_group()
+    results["bnlib_file"] = np.array(str(Path(bnlib.__file__).resolve()))
     np.savez(out / f"rank{rank}.npz", **results)
 
 

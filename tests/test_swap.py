@@ -79,3 +79,16 @@ def test_convert_leaves_subclasses_alone():
     model = nn.Sequential(ghost, nn.SyncBatchNorm(3))
     bt.convert(model)
     assert model[0] is ghost and type(model[1]) is nn.SyncBatchNorm
+
+
+def test_convert_drops_the_hooks_of_the_old_layer():
+    """Documented in migration.md: hooks stay on the old object; register again."""
+    model = nn.Sequential(nn.BatchNorm1d(3))
+    calls = []
+    model[0].register_forward_hook(lambda *args: calls.append("old"))
+    bt.convert(model)
+    model(torch.randn(4, 3))
+    assert calls == []
+    model[0].register_forward_hook(lambda *args: calls.append("new"))
+    model(torch.randn(4, 3))
+    assert calls == ["new"]

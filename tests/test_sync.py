@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from bnlib.torch import BatchNorm1d, SyncBatchNorm
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 TIMEOUT = 120  # seconds for a whole run; the workers' collectives time out at 60
 TOL = 1e-10
 
@@ -37,10 +38,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _tree_env(**extra: str) -> dict[str, str]:
+    """The environment of a worker: this repository's root first on PYTHONPATH, so
+    that the workers import the bnlib under test, not an installed one."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", **extra)
+
+
 def _env(rank: int, world: int, port: int) -> dict[str, str]:
-    env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world))
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    return env
+    return _tree_env(
+        RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )  # fmt: skip
+
+
+def _assert_tree_under_test(ranks: list[dict[str, np.ndarray]]) -> None:
+    for r in ranks:
+        where = Path(str(r["bnlib_file"]))
+        assert where.is_relative_to(ROOT.resolve()), f"a worker ran {where}"
 
 
 def _wait(procs: list[subprocess.Popen]) -> None:
@@ -118,6 +133,12 @@ def _gathered(ranks, case):
         for r in ranks[1:]:
             np.testing.assert_array_equal(r[f"{case}/{k}"], ranks[0][f"{case}/{k}"])
     return got
+
+
+def test_sync_workers_import_the_tree_under_test(launch):
+    """Each worker reports ``bnlib.__file__``: inside this repository."""
+    assert len(launch) == 3
+    _assert_tree_under_test(launch)
 
 
 @pytest.mark.parametrize("case", ["uneven", "empty"])
@@ -280,11 +301,11 @@ def test_sync_batch_norm_under_torchrun(tmp_path):
         str(torchrun), "--standalone", "--nproc_per_node", "2",
         str(HERE / "sync_worker.py"), str(tmp_path),
     ]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        cmd, env=_tree_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     _wait([proc])
+    _assert_tree_under_test(_load(tmp_path, 2))
     ranks = _group(_load(tmp_path, 2), 2)
     got, want = _gathered(ranks, "uneven"), _reference(sw.SIZES[2], 1)
     for key, value in want.items():

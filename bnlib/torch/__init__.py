@@ -1,8 +1,19 @@
-"""bnlib inside PyTorch: the autograd Function, drop-in layers and model helpers.
+"""bnlib inside PyTorch: custom operators, drop-in layers and model helpers.
 
 Needs torch (``pip install "bnlib-batchnorm[torch]"``). Every computation here runs
 bnlib's numpy code on CPU tensors, so a network built with these layers trains on the
-book's own derivation rather than on PyTorch's kernel.
+book's own derivation rather than on PyTorch's kernel. The numpy kernels are
+registered as the torch custom operators ``bnlib::batch_norm`` and
+``bnlib::batch_norm_backward``, so ``torch.compile`` traces a converted model without
+a graph break from bnlib and ``torch.export`` exports it.
+
+Supported torch versions: 2.4 and later (``torch.library.custom_op`` with
+``register_fake`` and ``register_autograd`` arrived in 2.4). Tested with torch
+2.13.0 only. ``bias=False`` on an affine layer needs a torch whose BatchNorm takes
+the ``bias`` keyword (a recent one); bnlib passes that keyword only for such a layer,
+so on older torch every other layer works and asking for ``bias=False`` raises a
+TypeError that says why. The guide for moving a model over is the book's page
+``migration``.
 """
 
 from bnlib._extras import require

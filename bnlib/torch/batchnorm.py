@@ -1,24 +1,36 @@
-"""bnlib's BatchNorm inside PyTorch: an autograd Function and drop-in layers.
+"""bnlib's BatchNorm inside PyTorch: custom operators, autograd and drop-in layers.
 
 The forward pass is :func:`bnlib.batch_norm` and the backward pass is bnlib's closed
 form (:func:`bnlib.batch_norm_backward`), so a network built with these layers trains
-on our own derivation rather than on PyTorch's kernel. The layers subclass
-``torch.nn.BatchNorm*d`` and keep their constructor, parameters, buffers, state dict
-and train/eval behaviour; only ``forward`` is replaced.
+on our own derivation rather than on PyTorch's kernel. Both run as the torch custom
+operators of :mod:`bnlib.torch._ops`, so ``torch.compile`` and ``torch.export`` see
+one node per layer. The layers subclass ``torch.nn.BatchNorm*d`` and keep their
+constructor, parameters, buffers, state dict and train/eval behaviour; only
+``forward`` is replaced.
 
-CPU tensors of dtype float32 or float64 only. First derivatives only: a second
-backward pass (``create_graph=True`` and differentiating again) raises RuntimeError.
+CPU tensors. float32 and float64 are computed in their own dtype; float16 and
+bfloat16 inputs (also under CPU autocast) are computed in float32 and returned in
+the input's dtype, as PyTorch does. First derivatives only: a second backward pass
+(``create_graph=True`` and differentiating again) raises RuntimeError.
+Forward-mode AD (``torch.func.jvp``, ``torch.autograd.forward_ad``) has its own rule;
+``torch.func.vmap`` raises RuntimeError.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 
-from bnlib import batchnorm as F
-from bnlib._checks import MixedDtypeError
+from bnlib.torch import _ops
+from bnlib.torch._inputs import (
+    _LOW,
+    _check_same_dtype,
+    _check_tensor,
+    _working,
+)
+from bnlib.torch._ops import DOUBLE_BACKWARD
 
 __all__ = [
     "BatchNorm1d",
@@ -28,53 +40,37 @@ __all__ = [
     "batch_norm",
 ]
 
-DOUBLE_BACKWARD = (
-    "double backward through bnlib.torch's BatchNorm is not supported: bnlib "
-    "computes the first derivatives in closed form with numpy; for second "
-    "derivatives (a gradient penalty, a Hessian) use torch.nn.BatchNorm*d"
+VMAP = (
+    "torch.func.vmap over bnlib.torch's BatchNorm is not supported: the kernel is "
+    "numpy and has no batching rule; loop over the batch, or use "
+    "torch.nn.functional.batch_norm"
 )
 
 
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    """A numpy view of a CPU tensor (shares memory), or None."""
-    return None if t is None else t.detach().numpy()
-
-
-def _check_tensor(input: Any) -> None:
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    if input.device.type != "cpu":
-        raise TypeError(f"input must be on the CPU, got device {input.device}")
-    if input.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"input must be float32 or float64, got {input.dtype}")
-
-
-def _check_same_dtype(input: torch.Tensor, *tensors: torch.Tensor | None) -> None:
-    """As ``torch.nn.functional.batch_norm``: parameters and buffers, when given,
-    are tensors of the input's dtype."""
-    for t in tensors:
-        if t is None:
-            continue
-        if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
-            raise TypeError(
-                f"weight, bias and the running statistics must be CPU tensors or "
-                f"None, got {type(t).__name__} on {getattr(t, 'device', 'no device')}"
-            )
-        if t.dtype != input.dtype:
-            raise MixedDtypeError(
-                f"mixed dtype: the input is {input.dtype}, a parameter or buffer is "
-                f"{t.dtype}; convert one to the other"
-            )
+def _save(ctx: Any, inputs: tuple[Any, ...], output: Any) -> tuple[Any, ...]:
+    """What both backward passes need; frozen copies of the running statistics."""
+    input, weight, _, running_mean, running_var, training, _, eps, _ = inputs
+    ctx.training, ctx.eps = training, eps
+    ctx.mark_non_differentiable(output[1], output[2])
+    if training or running_mean is None:
+        saved: tuple[Any, ...] = (input, weight)
+    else:  # copies: the statistics this forward pass used, frozen
+        saved = (input, weight, running_mean.clone(), running_var.clone())
+    ctx.save_for_backward(*saved)
+    return saved
 
 
 class BatchNormFunction(torch.autograd.Function):
-    """``y = batch_norm(x)`` with bnlib's forward and closed-form backward.
+    """``(y, new_mean, new_var) = batch_norm(x)``: bnlib's forward, closed-form
+    backward and forward-mode rule.
 
-    The forward pass takes no ``ctx`` and ``setup_context`` saves what the
-    backward pass needs, the style that ``torch.func`` transforms require. The
-    backward pass is itself a :class:`torch.autograd.Function` whose own backward
-    raises: differentiating twice fails loudly instead of silently dropping the
-    second-order terms.
+    Its ``setup_context`` and ``backward`` are also the autograd formula
+    registered for the custom operator ``bnlib::batch_norm``, which
+    :func:`batch_norm` calls; :func:`batch_norm` applies this Function itself only
+    under ``torch.func`` transforms and forward-mode AD, which custom operators do
+    not support. The backward pass goes through an autograd Function whose own
+    backward raises: differentiating twice fails loudly instead of silently
+    dropping the second-order terms.
     """
 
     @staticmethod
@@ -87,37 +83,70 @@ class BatchNormFunction(torch.autograd.Function):
         training: bool,
         momentum: float,
         eps: float,
-    ) -> torch.Tensor:
-        rm, rv = _numpy(running_mean), _numpy(running_var)
-        y = F.batch_norm(
-            _numpy(input), rm, rv, _numpy(weight), _numpy(bias), training, momentum, eps
-        )
-        return torch.from_numpy(y)
+        count: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _ops.forward_impl(
+            input, weight, bias, running_mean, running_var, training, momentum, eps,
+            count,
+        )  # fmt: skip
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        input, weight, _, running_mean, running_var, training, _, eps = inputs
-        ctx.training, ctx.eps = training, eps
-        if training:
-            ctx.save_for_backward(input, weight)
-        else:  # copies: the statistics this forward pass used, frozen
-            ctx.save_for_backward(
-                input, weight, running_mean.clone(), running_var.clone()
-            )
+        ctx.save_for_forward(*_save(ctx, inputs, output))
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+    def backward(ctx: Any, grad_output: torch.Tensor, *_: Any) -> tuple[Any, ...]:
         input, weight, *stats = ctx.saved_tensors
-        args = (grad_output, input, weight, ctx.eps, *stats)
+        mean, var = stats if stats else (None, None)
+        args = (grad_output, input, weight, mean, var, ctx.eps)
         # Building a graph (create_graph=True, torch.func.grad): through _Backward,
         # so that differentiating the gradients raises. Otherwise, directly.
         if torch.is_grad_enabled():
-            grads = _Backward.apply(*args)
+            grads = _Backward.apply(*args)  # type: ignore[no-untyped-call]
         else:
-            grads = _Backward.forward(*args)
+            grads = _ops.batch_norm_backward(*args)
         need = ctx.needs_input_grad[:3]
         picked = [g if n else None for g, n in zip(grads, need, strict=True)]
-        return (*picked, None, None, None, None, None)
+        return (*picked, None, None, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> tuple[Any, ...]:
+        return (_tangent(ctx, *tangents[:5]), None, None)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, *args: Any) -> Any:
+        raise RuntimeError(VMAP)
+
+
+def _tangent(
+    ctx: Any, t_x: Any, t_w: Any, t_b: Any, t_mean: Any, t_var: Any
+) -> torch.Tensor:
+    """The output's tangent: the Jacobian of ``x_hat`` is symmetric, so bnlib's
+    backward pass applied to ``t_x`` is the forward-mode product, and ``gamma``'s and
+    ``beta``'s tangents add ``t_w x_hat + t_b``."""
+    input, weight, *stats = ctx.saved_tensors
+    mean, var = stats if stats else (None, None)
+    if mean is not None and any(_nonzero(t) for t in (t_mean, t_var)):
+        raise RuntimeError(
+            "forward-mode AD through bnlib.torch's running statistics is not "
+            "supported; give tangents for the input, weight and bias only"
+        )
+    out = torch.zeros_like(input)
+    if t_x is not None:
+        out += _ops.batch_norm_backward(t_x, input, weight, mean, var, ctx.eps)[0]
+    if t_w is not None or t_b is not None:
+        shape = (1, -1) + (1,) * (input.dim() - 2)
+        if t_w is not None:
+            train = mean is None
+            x_hat = _ops.batch_norm(input, None, None, mean, var, train, 0.0, ctx.eps)
+            out += t_w.reshape(shape) * x_hat[0]
+        if t_b is not None:
+            out += t_b.reshape(shape)
+    return out
+
+
+def _nonzero(t: torch.Tensor | None) -> bool:
+    return t is not None and bool(t.any())
 
 
 class _Backward(torch.autograd.Function):
@@ -128,17 +157,13 @@ class _Backward(torch.autograd.Function):
         grad_output: torch.Tensor,
         input: torch.Tensor,
         weight: torch.Tensor | None,
+        running_mean: torch.Tensor | None,
+        running_var: torch.Tensor | None,
         eps: float,
-        *stats: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dy, x, w = _numpy(grad_output.contiguous()), _numpy(input), _numpy(weight)
-        if stats:
-            mean, var = (_numpy(t) for t in stats)
-            grads = F.batch_norm_eval_backward(dy, x, mean, var, w, eps)
-        else:
-            grads = F.batch_norm_backward(dy, x, w, eps)
-        dx, dw, db = (torch.from_numpy(g) for g in grads)
-        return dx, dw, db
+        return _ops.backward_impl(
+            grad_output, input, weight, running_mean, running_var, eps
+        )
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -147,6 +172,19 @@ class _Backward(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple[Any, ...]:
         raise RuntimeError(DOUBLE_BACKWARD)
+
+
+_ops.batch_norm.register_autograd(BatchNormFunction.backward, setup_context=_save)
+
+
+def _forward_mode_or_transform() -> bool:
+    """True under ``torch.func`` transforms or forward-mode AD (never while
+    ``torch.compile`` or ``torch.export`` traces: they use the operator)."""
+    if torch.compiler.is_compiling():
+        return False
+    return bool(torch._C._are_functorch_transforms_active()) or (
+        fwAD._current_level >= 0
+    )
 
 
 def batch_norm(
@@ -164,54 +202,92 @@ def batch_norm(
     Parameters
     ----------
     input : Tensor, shape ``(N, C, *)``
-        CPU, float32 or float64.
+        CPU; float16, bfloat16, float32 or float64.
     running_mean, running_var : Tensor, shape ``(C,)``, or None
         Updated in place in training mode.
     weight, bias : Tensor, shape ``(C,)``, optional
+        Of the input's dtype, or float32 for a float16 or bfloat16 input.
     training, momentum, eps
         As in :func:`bnlib.batch_norm`.
 
     Returns
     -------
     Tensor, shape ``(N, C, *)``
-        The output; gradients flow to ``input``, ``weight`` and ``bias`` through
-        bnlib's closed-form backward.
+        The output, in the input's dtype; gradients flow to ``input``, ``weight``
+        and ``bias`` through bnlib's closed-form backward.
+
+    Notes
+    -----
+    float16 and bfloat16 are computed in float32 (input, parameters and running
+    statistics converted, the output rounded once), as PyTorch's CPU kernel does.
+    The computation is the custom operator ``bnlib::batch_norm``; under
+    ``torch.func`` transforms and forward-mode AD it is
+    :class:`BatchNormFunction`, which has a forward-mode rule.
 
     See Also
     --------
     bnlib.batch_norm_backward : the backward pass used here.
     """
+    return _batch_norm(
+        input, running_mean, running_var, weight, bias, training, momentum, eps
+    )
+
+
+def _batch_norm(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+    count: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`batch_norm`; with ``count``, the momentum is ``1 / count``."""
     _check_tensor(input)
     _check_same_dtype(input, weight, bias, running_mean, running_var)
-    return BatchNormFunction.apply(
-        input, weight, bias, running_mean, running_var, training, momentum, eps
-    )
+    low = input.dtype in _LOW
+    args = [_working(t, low) for t in (input, weight, bias, running_mean, running_var)]
+    if _forward_mode_or_transform():
+        y, mean, var = BatchNormFunction.apply(  # type: ignore[no-untyped-call]
+            *args, training, momentum, eps, count
+        )
+    else:
+        y, mean, var = _ops.batch_norm(*args, training, momentum, eps, count)
+    if training and running_mean is not None and running_var is not None:
+        with torch.no_grad():
+            running_mean.copy_(mean)
+            running_var.copy_(var)
+    out: torch.Tensor = y.to(input.dtype)
+    return out
 
 
 class _BnlibForward:
     """Replaces ``torch.nn.BatchNorm*d.forward`` with bnlib's computation."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(input)
+        bn: Any = self  # a torch.nn.BatchNorm*d: this class is mixed into one
+        bn._check_input_dim(input)
         _check_tensor(input)
-        _check_same_dtype(
-            input, self.weight, self.bias, self.running_mean, self.running_var
-        )
-        if self.training and input.numel() // input.shape[1] == 1:
+        _check_same_dtype(input, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        if bn.training and input.numel() // input.shape[1] == 1:
             raise ValueError(
                 "Expected more than 1 value per channel when training, "
                 f"got input of shape {tuple(input.shape)}"
             )
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked)
-        use_batch = self.training or self.running_mean is None
-        keep = not self.training or self.track_running_stats
-        stats = (self.running_mean, self.running_var) if keep else (None, None)
-        affine = (self.weight, self.bias)
-        return batch_norm(input, *stats, *affine, use_batch, factor, self.eps)
+        factor = 0.0 if bn.momentum is None else bn.momentum
+        count = None  # momentum None: 1 / count, read inside the operator
+        if bn.training and bn.track_running_stats:
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:
+                count = bn.num_batches_tracked
+        use_batch = bn.training or bn.running_mean is None
+        keep = not bn.training or bn.track_running_stats
+        rm, rv = (bn.running_mean, bn.running_var) if keep else (None, None)
+        return _batch_norm(
+            input, rm, rv, bn.weight, bn.bias, use_batch, factor, bn.eps, count
+        )
 
 
 class BatchNorm1d(_BnlibForward, torch.nn.BatchNorm1d):

@@ -18,16 +18,34 @@ from bnlib.fold import fold_batch_norm
 __all__ = ["fold_bn_module", "fold_sequential"]
 
 
-def _numpy(t: Any) -> np.ndarray | None:
+def _numpy(t: Any) -> Any:
     return None if t is None else t.detach().cpu().numpy()
 
 
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_KINDS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, *_TRANSPOSED)
+
+
+def _outputs_first(w: np.ndarray, groups: int) -> np.ndarray:
+    """A transposed convolution's weight ``(C_in, C_out / g, *k)`` laid out as a
+    convolution's, ``(C_out, C_in / g, *k)``: output channels on axis 0."""
+    c_in, per_group, k = w.shape[0], w.shape[1], w.shape[2:]
+    w = w.reshape(groups, c_in // groups, per_group, *k).swapaxes(1, 2)
+    return w.reshape(groups * per_group, c_in // groups, *k)
+
+
+def _outputs_second(w: np.ndarray, groups: int) -> np.ndarray:
+    """The inverse of :func:`_outputs_first`."""
+    c_out, per_group, k = w.shape[0], w.shape[1], w.shape[2:]
+    w = w.reshape(groups, c_out // groups, per_group, *k).swapaxes(1, 2)
+    return w.reshape(groups * per_group, c_out // groups, *k)
+
+
 def _check_module_pair(layer: Any, bn: Any) -> None:
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    if not isinstance(layer, kinds):
+    if not isinstance(layer, _KINDS):
         raise TypeError(
-            "layer must be a torch.nn.Linear or Conv1d/2d/3d (transposed "
-            f"convolutions are not supported), got {type(layer).__name__}"
+            "layer must be a torch.nn.Linear, Conv1d/2d/3d or ConvTranspose1d/2d/3d, "
+            f"got {type(layer).__name__}"
         )
     if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
         raise TypeError(f"bn must be a torch BatchNorm layer, got {type(bn).__name__}")
@@ -45,13 +63,13 @@ def _check_module_pair(layer: Any, bn: Any) -> None:
         )
 
 
-def fold_bn_module(layer: nn.Module, bn: nn.Module) -> nn.Module:
+def fold_bn_module(layer: Any, bn: Any) -> nn.Module:
     """A copy of ``layer`` that computes ``bn(layer(x))`` of an eval-mode ``bn``.
 
     Parameters
     ----------
-    layer : torch.nn.Linear or torch.nn.Conv1d/2d/3d
-        The layer before ``bn``; with or without a bias.
+    layer : torch.nn.Linear, Conv1d/2d/3d or ConvTranspose1d/2d/3d
+        The layer before ``bn``; with or without a bias, any ``groups``.
     bn : torch.nn.BatchNorm1d/2d/3d (or bnlib.torch's), in eval mode
         With running statistics and ``num_features`` equal to the layer's outputs.
 
@@ -65,10 +83,15 @@ def fold_bn_module(layer: nn.Module, bn: nn.Module) -> nn.Module:
     See Also
     --------
     torch.nn.utils.fusion.fuse_linear_bn_eval, torch.nn.utils.fusion.fuse_conv_bn_eval
+        (``transpose=True`` for transposed convolutions, ``groups=1`` only).
     """
     _check_module_pair(layer, bn)
+    transposed = isinstance(layer, _TRANSPOSED)
+    weight = _numpy(layer.weight)
+    if transposed:
+        weight = _outputs_first(weight, layer.groups)
     w, b = fold_batch_norm(
-        _numpy(layer.weight),
+        weight,
         _numpy(layer.bias),
         _numpy(bn.running_mean),
         _numpy(bn.running_var),
@@ -76,7 +99,9 @@ def fold_bn_module(layer: nn.Module, bn: nn.Module) -> nn.Module:
         _numpy(bn.bias),
         bn.eps,
     )
-    fused = copy.deepcopy(layer)
+    if transposed:
+        w = _outputs_second(w, layer.groups)
+    fused: nn.Module = copy.deepcopy(layer)
     like = layer.weight
     fused.weight = torch.nn.Parameter(torch.from_numpy(w).to(like))
     fused.bias = torch.nn.Parameter(torch.from_numpy(b).to(like))
@@ -90,7 +115,8 @@ def fold_sequential(model: nn.Sequential) -> nn.Sequential:
     ----------
     model : torch.nn.Sequential
         Its BatchNorm layers must be in eval mode and each must directly follow a
-        ``Linear`` or ``Conv*d``. Nested containers are copied, not searched.
+        ``Linear``, ``Conv*d`` or ``ConvTranspose*d``. Nested containers are
+        copied, not searched.
 
     Returns
     -------

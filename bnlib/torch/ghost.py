@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from bnlib.ghost import check_ghost_size, num_ghosts
-from bnlib.torch.batchnorm import BatchNorm1d, _check_tensor, batch_norm
+from bnlib.torch._inputs import _check_tensor
+from bnlib.torch.batchnorm import BatchNorm1d, batch_norm
 
 __all__ = ["GhostBatchNorm1d", "to_ghost"]
 
@@ -80,7 +81,8 @@ class GhostBatchNorm1d(BatchNorm1d):
         self.ghost_size = g
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, ghost_size={self.ghost_size}"
+        base = super().extra_repr()  # type: ignore[no-untyped-call]
+        return f"{base}, ghost_size={self.ghost_size}"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not self.training and self.running_mean is not None:
@@ -95,10 +97,10 @@ class GhostBatchNorm1d(BatchNorm1d):
         b = None if self.bias is None else self.bias.repeat(k)
         # With momentum 1, the temporary buffers receive each ghost batch's mean
         # and unbiased variance from the same call that normalizes.
-        stats = [torch.zeros(x_g.shape[1], dtype=input.dtype) for _ in range(2)]
-        y_g = batch_norm(x_g, *stats, w, b, True, 1.0, self.eps)
+        mean, var = (torch.zeros(x_g.shape[1], dtype=input.dtype) for _ in range(2))
+        y_g = batch_norm(x_g, mean, var, w, b, True, 1.0, self.eps)
         if self.training and self.track_running_stats:
-            self._update_running_stats(*stats, k)
+            self._update_running_stats(mean, var, k)
         return _from_ghost_channels(y_g, k, input.shape)
 
     @torch.no_grad()
@@ -106,10 +108,11 @@ class GhostBatchNorm1d(BatchNorm1d):
         self, mean: torch.Tensor, var: torch.Tensor, k: int
     ) -> None:
         """The ``k`` moving-average steps plain BN would take, in one go."""
-        decay, w = _ema_weights(k, self.momentum, int(self.num_batches_tracked))
-        self.num_batches_tracked.add_(k)
+        bn: Any = self  # tracking statistics: the three buffers exist
+        decay, w = _ema_weights(k, bn.momentum, int(bn.num_batches_tracked))
+        bn.num_batches_tracked.add_(k)
         w_t = torch.from_numpy(w).to(mean.dtype)
-        for buf, s in ((self.running_mean, mean), (self.running_var, var)):
+        for buf, s in ((bn.running_mean, mean), (bn.running_var, var)):
             buf.mul_(decay).add_(w_t @ s.reshape(k, -1).to(buf.dtype))
 
 

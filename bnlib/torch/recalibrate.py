@@ -21,7 +21,7 @@ __all__ = ["batchnorm_layers", "freeze_bn", "recalibrate_bn"]
 _BN = nn.modules.batchnorm._BatchNorm
 
 
-def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+def batchnorm_layers(model: nn.Module) -> list[Any]:
     """The BatchNorm layers of ``model`` (itself included) that track statistics."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -40,7 +40,7 @@ def _first_tensor(batch: Any) -> torch.Tensor:
     return batch
 
 
-def _buffers(bn: nn.Module) -> list[torch.Tensor]:
+def _buffers(bn: Any) -> list[torch.Tensor]:
     return [bn.running_mean, bn.running_var, bn.num_batches_tracked]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from bnlib.torch._inputs import bias_kwargs
 from bnlib.torch.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 
 __all__ = ["convert", "revert"]
@@ -78,7 +79,7 @@ def _replacement(old: nn.Module, cls: type[nn.Module]) -> nn.Module:
         old.affine,
         old.track_running_stats,
         device="meta",  # nothing allocated: old's tensors are moved in below
-        bias=old.bias is not None or not old.affine,
+        **bias_kwargs(old.bias is not None or not old.affine),
     )
     for name in _STATE:
         setattr(new, name, getattr(old, name))

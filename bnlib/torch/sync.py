@@ -40,7 +40,8 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnlib import shards
-from bnlib.torch.batchnorm import _check_tensor, _numpy, batch_norm
+from bnlib.torch._inputs import _check_tensor, _numpy, bias_kwargs
+from bnlib.torch.batchnorm import batch_norm
 
 __all__ = ["SyncBatchNorm", "SyncBatchNormFunction", "all_reduce_stats"]
 
@@ -121,7 +122,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
                 "Expected more than 1 value per channel when training, got "
                 f"{stats.count} over all processes"
             )
-        if running_mean is not None:
+        if running_mean is not None and running_var is not None:
             _update_running(running_mean, running_var, stats, momentum)
         y = shards.shard_batch_norm(x, stats, w, _numpy(bias), eps)
         ctx.save_for_backward(input, weight)
@@ -165,7 +166,8 @@ class SyncBatchNorm(_BatchNorm):
     Parameters
     ----------
     num_features : int
-        ``C``; input ``(N, C, *)`` of any rank >= 2, float32 or float64, on the CPU.
+        ``C``; input ``(N, C, *)`` of any rank >= 2, float32 or float64 (not
+        float16 or bfloat16, unlike :class:`bnlib.torch.BatchNorm1d`), on the CPU.
     eps, momentum, affine, track_running_stats, device, dtype, bias
         As in :class:`torch.nn.SyncBatchNorm` (``bias`` is keyword-only).
     process_group : ProcessGroup, optional
@@ -194,7 +196,7 @@ class SyncBatchNorm(_BatchNorm):
     ) -> None:  # fmt: skip
         super().__init__(
             num_features, eps, momentum, affine, track_running_stats, device, dtype,
-            bias=bias,
+            **bias_kwargs(bias),
         )  # fmt: skip
         self.process_group = process_group
         self._peers_checked = False
@@ -209,7 +211,7 @@ class SyncBatchNorm(_BatchNorm):
         return dist.get_world_size(self.process_group)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        _check_tensor(input)
+        _check_tensor(input, low_precision=False)
         self._check_input_dim(input)
         use_batch = self.training or self.running_mean is None
         sync = use_batch and self.training and self._group_size() > 1
@@ -230,18 +232,24 @@ class SyncBatchNorm(_BatchNorm):
                 input, rm, rv, self.weight, self.bias, use_batch, factor, self.eps
             )
         else:
-            y = SyncBatchNormFunction.apply(
+            y = SyncBatchNormFunction.apply(  # type: ignore[no-untyped-call]
                 input, self.weight, self.bias, rm, rv, self.eps, factor,
                 self.process_group,
             )  # fmt: skip
         if tracking:  # counted only once the call has succeeded
-            self.num_batches_tracked.add_(1)
-        return y
+            self._count().add_(1)
+        out: torch.Tensor = y
+        return out
+
+    def _count(self) -> torch.Tensor:
+        """``num_batches_tracked``, which a layer that tracks statistics has."""
+        assert self.num_batches_tracked is not None
+        return self.num_batches_tracked
 
     def _factor(self, tracking: bool) -> float:
         """The moving-average weight of this call (which counts when tracking)."""
         if tracking and self.momentum is None:
-            return 1.0 / (float(self.num_batches_tracked) + 1)
+            return 1.0 / (float(self._count()) + 1)
         return 0.0 if self.momentum is None else self.momentum
 
     @classmethod
@@ -272,7 +280,7 @@ class SyncBatchNorm(_BatchNorm):
 
 
 def _sync_copy(cls: type, bn: _BatchNorm, group: Any) -> SyncBatchNorm:
-    new = cls(
+    new: SyncBatchNorm = cls(
         bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
         bias=bn.bias is not None or not bn.affine,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from bnlib._apply import apply_affine, input_grad
 from bnlib._checks import (
     affine_or_default,
     as_channel_vector,
@@ -206,29 +207,8 @@ def batch_norm(
     mu, var, _, _ = _moments(x3)
     if running_mean is not None and running_var is not None:
         _update_running(running_mean, running_var, mu, var, n, momentum)
-    y3 = _apply(x3, mu, gamma / np.sqrt(var + eps), beta)
+    y3 = apply_affine(x3, mu, gamma / np.sqrt(var + eps), beta)
     return y3.reshape(x.shape).astype(x_in.dtype, copy=False)
-
-
-def _split(mean: np.ndarray, dtype: np.dtype[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``mean`` as ``hi + lo`` (float64), ``hi`` exactly representable in ``dtype``.
-
-    The kernels form ``x - hi`` in the input's dtype, exactly for ``x`` near the
-    mean; ``lo`` goes into a per-channel constant in float64. So rounding the mean
-    to float32 (up to half an ulp of an offset such as 1e4, 5e-4) never reaches
-    the output.
-    """
-    mean = np.asarray(mean, dtype=np.float64)
-    hi = mean.astype(dtype).astype(np.float64)
-    return hi, mean - hi
-
-
-def _apply(x3: np.ndarray, mean: Any, scale: Any, beta: Any) -> np.ndarray:
-    """``(x - mean) * scale + beta`` per channel, as ``(x - hi) * scale + beta'``
-    with ``beta' = beta - lo * scale`` (see :func:`_split`)."""
-    hi, lo = _split(mean, x3.dtype)
-    scale = np.asarray(scale, dtype=np.float64)
-    return kernels().normalized(x3, hi, scale, beta - lo * scale)
 
 
 def _normalize_with(
@@ -241,7 +221,7 @@ def _normalize_with(
 ) -> np.ndarray:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` with given statistics."""
     mean, var = (np.asarray(v, dtype=np.float64) for v in (mean, var))
-    y3 = _apply(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
+    y3 = apply_affine(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
     return y3.reshape(x.shape)
 
 
@@ -261,8 +241,7 @@ def _grads_from_x_hat(
     inv_std = 1 / np.sqrt(var + eps)
     dgamma = dy_centred * inv_std  # sum(dy * x_hat)
     a = dgamma / m * inv_std
-    hi, lo = _split(mu, x3.dtype)  # as in _apply: c' = c - a * lo
-    dx3 = kernels().input_grad(dy3, x3, hi, (gamma * inv_std, dbeta / m - a * lo, a))
+    dx3 = input_grad(dy3, x3, mu, (gamma * inv_std, dbeta / m, a))
     return dx3, dgamma, dbeta
 
 

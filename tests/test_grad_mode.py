@@ -120,6 +120,19 @@ def test_eval_backward_uses_the_statistics_of_its_forward(rng):
     np.testing.assert_allclose(ours.weight_grad, ref.weight.grad.numpy(), atol=TOL)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_backward_uses_the_weight_of_its_forward(rng, training):
+    """gamma changed in place between forward and backward (an optimizer step)
+    does not change the gradient: the forward's gamma is kept."""
+    ours, ref = _trained_pair(bnlib.BatchNorm1d, torch.nn.BatchNorm1d, rng)
+    x, dy = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    xt = torch.tensor(x, requires_grad=True)
+    ref.train(training)(xt).backward(torch.from_numpy(dy))
+    ours.train(training)(x)
+    ours.weight *= 3.0
+    np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), atol=TOL)
+
+
 def test_renorm_eval_backward_is_batchnorms(rng):
     """In eval mode Batch Renormalization is BatchNorm with running statistics."""
     ours = bnlib.BatchRenorm1d(3, dtype=np.float64)

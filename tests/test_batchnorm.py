@@ -249,10 +249,11 @@ def test_batch_norm_backward_shift_far_from_mean_matches_torch(backend, rng):
 
 
 def test_batch_norm_float16_is_computed_in_float32(backend, rng):
-    """float16 input is computed in float32 and rounded once, as torch does: on a
-    batch of 2048 values per channel, every output and gradient is within two
-    float16 ulps of torch's float64 values. Summed in float16, the sums of squares
-    (about 8e3, where float16's spacing is 8) would be off by percents."""
+    """float16 input is computed in float32 and rounded once, as torch does: every
+    output and gradient is torch's float64 value correctly rounded to float16
+    (within half a float16 ulp, plus float32's own rounding). Computed in float16,
+    the scaling and the shift round again: about a third of the values are off
+    by more."""
     shape = (64, 3, 32)
     x = rng.normal(1.0, 2.0, size=shape).astype(np.float16)
     dy = rng.normal(size=shape).astype(np.float16)
@@ -261,8 +262,8 @@ def test_batch_norm_float16_is_computed_in_float32(backend, rng):
     y_ref.backward(torch.tensor(dy.astype(np.float64)))
     y = bnlib.batch_norm(x, None, None, training=True)
     dx = bnlib.batch_norm_backward(dy, x)[0]
-    ulp = np.finfo(np.float16).eps
     for ours, ref in ((y, y_ref.detach().numpy()), (dx, xt.grad.numpy())):
         assert ours.dtype == np.float16
-        err = np.abs(ours.astype(np.float64) - ref)
-        assert err.max() <= 2 * ulp * np.abs(ref).max(), err.max()
+        half_ulp = 0.5 * np.spacing(np.abs(ref).astype(np.float16)).astype(np.float64)
+        bound = half_ulp + 1e-6 * np.abs(ref) + 1e-6 * np.abs(ref).max()
+        assert (np.abs(ours.astype(np.float64) - ref) <= bound).all()

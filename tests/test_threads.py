@@ -98,10 +98,15 @@ def test_one_layer_shared_by_four_threads_gives_each_its_own_gradients():
             results[t].append(bn.backward(dy))
 
     workers = [threading.Thread(target=run, args=(t,)) for t in range(n_threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: races would show
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(interval)
     wt = torch.tensor(w, requires_grad=True)
     for t in range(n_threads):
         assert len(results[t]) == steps

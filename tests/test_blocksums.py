@@ -64,11 +64,18 @@ def test_groups_cover_every_sample_once():
     assert np.array_equal(flat, a.reshape(-1))
 
 
-def test_pairwise_branch_adds_many_samples_in_float64(rng):
-    """A pairwise block of many samples (not one): each row's sum goes to float64
-    before the rows are added. Added in float32, 256 row sums of about 64 err by
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (EINSUM_ROWS, 8, 2 * EINSUM_RUN // EINSUM_ROWS),  # pairwise: n * L > RUN
+        (GROUP_ROWS * EINSUM_ROWS, 8, 1),  # grouped: 256 groups of samples
+    ],
+    ids=["pairwise", "grouped"],
+)
+def test_block_sums_add_many_partial_sums_in_float64(rng, shape):
+    """A block of many samples: each row's (or group's) float32 sum goes to float64
+    before they are added. Added in float32, 256 partial sums of about 64 err by
     about 4e-7 of the total; in float64 by about 6e-9."""
-    shape = (EINSUM_ROWS, 8, 2 * EINSUM_RUN // EINSUM_ROWS)  # n * L > EINSUM_RUN
     d = rng.normal(1.0, 1.0, size=shape).astype(np.float32)
     g = rng.normal(1.0, 1.0, size=shape).astype(np.float32)
     exact = _expected(d, g)

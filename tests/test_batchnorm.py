@@ -267,3 +267,20 @@ def test_batch_norm_float16_is_computed_in_float32(backend, rng):
         half_ulp = 0.5 * np.spacing(np.abs(ref).astype(np.float16)).astype(np.float64)
         bound = half_ulp + 1e-6 * np.abs(ref) + 1e-6 * np.abs(ref).max()
         assert (np.abs(ours.astype(np.float64) - ref) <= bound).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_batch_norm_backward_float32_large_offset_within_a_few_ulps(backend, seed):
+    """x = 1e4 + noise in float32: dx within 8 float32 ulps (of its largest value)
+    of torch's float64 gradient. The mean's float32 rounding (up to 5e-4) is kept
+    out of ``x - mean`` here too; let in, it costs about 170 ulps."""
+    rng = np.random.default_rng(seed)
+    x = (1e4 + rng.normal(size=(256, 8, 4))).astype(np.float32)
+    dy = rng.normal(0.5, 1.0, size=x.shape).astype(np.float32)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    F.batch_norm(xt, None, None, training=True).backward(
+        torch.tensor(dy.astype(np.float64))
+    )
+    ref = xt.grad.numpy()
+    dx = bnlib.batch_norm_backward(dy, x)[0]
+    assert np.abs(dx - ref).max() <= 8 * np.finfo(np.float32).eps * np.abs(ref).max()

@@ -14,13 +14,15 @@ The library: the functional forms (:func:`batch_norm` and its backward passes,
 the normalization family (:func:`layer_norm`,
 :func:`group_norm`, :func:`instance_norm`, :func:`rms_norm`, :func:`batch_renorm`,
 :func:`weight_norm`, their backward passes and layers, all on the one z-score of
-:func:`normalize`), :func:`set_num_threads` and :func:`set_backend` (numpy, or the
+:func:`normalize`), :func:`no_grad` (inference: the layers keep no input for
+``backward``), :func:`set_num_threads` and :func:`set_backend` (numpy, or the
 compiled numba kernels of the ``fast`` extra). Subpackages, imported on their own:
 
 - ``bnlib.torch``: the same inside PyTorch (an autograd Function, drop-in layers,
   model helpers); needs the ``torch`` extra.
-- ``bnbook.lab``, ``bnbook.derive``, ``bnbook.bench``: the book's experiment kit, SymPy
-  derivations and speed benchmark; not part of the library's API.
+
+The book's tools (experiments, SymPy derivations, the benchmark) are the separate
+package ``bnbook``, installed with the book, not with bnlib.
 """
 
 from bnlib._kernels.blocked import get_num_threads, set_num_threads
@@ -42,6 +44,7 @@ from bnlib.family import (
 from bnlib.family_modules import GroupNorm, LayerNorm, RMSNorm
 from bnlib.fold import bn_affine, fold_batch_norm
 from bnlib.ghost import ghost_batch_norm, ghost_batch_norm_backward
+from bnlib.grad_mode import is_grad_enabled, no_grad
 from bnlib.instance import (
     InstanceNorm1d,
     InstanceNorm2d,
@@ -96,9 +99,11 @@ __all__ = [
     "group_norm_backward",
     "instance_norm",
     "instance_norm_backward",
+    "is_grad_enabled",
     "layer_norm",
     "layer_norm_backward",
     "normalize",
+    "no_grad",
     "normalize_backward",
     "rms_norm",
     "rms_norm_backward",

@@ -23,6 +23,7 @@ __all__ = [
     "check_eps",
     "check_layer_args",
     "check_momentum",
+    "check_not_narrower",
     "check_running_buffer",
     "check_same_shape",
     "check_stats_pair",
@@ -84,8 +85,25 @@ def as_channel_vector(
     return arr.astype(dtype, copy=False)
 
 
-def check_running_buffer(buf: Any, name: str, num_channels: int) -> NDArray[Any]:
-    """Check a running-statistics buffer that may be updated in place."""
+def check_not_narrower(v: Any, name: str, dtype: np.dtype[Any]) -> None:
+    """Raise :class:`MixedDtypeError` if ``v`` has a floating dtype narrower than
+    the input's ``dtype`` (float32 weights or buffers for float64 input), which
+    PyTorch refuses too; None, integers and wider dtypes pass (see the API
+    page's "Differences from PyTorch")."""
+    if v is None:
+        return
+    found = np.asarray(v).dtype
+    if np.issubdtype(found, np.floating) and found.itemsize < dtype.itemsize:
+        raise MixedDtypeError(
+            f"mixed dtype: {name} is {found} but the input is {dtype}; "
+            f"convert {name} to {dtype} (or the input to {found})"
+        )
+
+
+def check_running_buffer(
+    buf: Any, name: str, num_channels: int, updated: bool = False
+) -> NDArray[Any]:
+    """Check a running-statistics buffer; ``updated``: it must be writeable."""
     if not isinstance(buf, np.ndarray):
         raise TypeError(
             f"{name} must be a numpy.ndarray (it is updated in place), "
@@ -97,6 +115,11 @@ def check_running_buffer(buf: Any, name: str, num_channels: int) -> NDArray[Any]
         raise ValueError(
             f"{name} must have shape ({num_channels},) to match the input's "
             f"{num_channels} channels, got shape {buf.shape}"
+        )
+    if updated and not buf.flags.writeable:
+        raise ValueError(
+            f"{name} is read-only, but training updates it in place; pass a "
+            "writeable array (or training=False)"
         )
     return buf
 

@@ -1,17 +1,26 @@
-"""What every numpy layer shares: modes, and gradients that add up until zero_grad.
+"""What every numpy layer shares: modes, the saved input, and gradients that add up.
 
 :class:`Layer` is the base of the BatchNorm layers (with running statistics, in
 :mod:`bnlib.modules`) and of the layers without them (:mod:`bnlib._stateless`).
+
+Threads: what a forward pass saves for its backward pass is kept per thread, and
+the updates of the running statistics and of the gradients hold the layer's lock.
+So several threads may share one layer: each thread's ``backward`` follows its own
+``forward``, the running statistics take every batch (in the order the threads
+come), and ``weight_grad`` adds up every thread's gradient. A ``backward`` must run
+in the thread that ran its ``forward``.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from numpy.typing import NDArray
 
 from bnlib._checks import check_bool
 from bnlib._state import StateDictMixin
+from bnlib.grad_mode import is_grad_enabled
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -19,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["Layer", "accumulate"]
 
 _T = TypeVar("_T")
+_MAKING = threading.Lock()  # guards the lazy creation of each layer's lock and store
+_UNPICKLED = ("_per_thread", "_layer_lock")  # rebuilt on first use, never pickled
 
 
 def accumulate(total: NDArray[Any] | None, grad: NDArray[Any]) -> NDArray[Any]:
@@ -38,7 +49,36 @@ class Layer(StateDictMixin):
     bias: NDArray[Any] | None
     weight_grad: NDArray[Any] | None
     bias_grad: NDArray[Any] | None
-    _saves_in_training_only = False  # True: eval-mode forward passes keep no input
+
+    def _made(self, key: str, make: Any) -> Any:
+        """``self.__dict__[key]``, made by ``make()`` the first time."""
+        found = self.__dict__.get(key)
+        if found is None:
+            with _MAKING:
+                found = self.__dict__.setdefault(key, make())
+        return found
+
+    def _lock(self) -> threading.RLock:
+        """The layer's lock: held while running statistics or gradients change."""
+        lock: threading.RLock = self._made("_layer_lock", threading.RLock)
+        return lock
+
+    @property
+    def _saved(self) -> Any:
+        """What this thread's last forward pass kept for its backward pass."""
+        return getattr(self._made("_per_thread", threading.local), "saved", None)
+
+    @_saved.setter
+    def _saved(self, value: Any) -> None:
+        self._made("_per_thread", threading.local).saved = value
+
+    def _keep(self, value: Any) -> None:
+        """Save ``value`` for one backward pass, unless inside :func:`bnlib.no_grad`."""
+        self._saved = value if is_grad_enabled() else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Parameters, buffers and settings; never a saved input, lock or store."""
+        return {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
 
     def train(self, mode: bool = True) -> Self:
         """Set training mode (``mode=True``) or eval mode; returns self."""
@@ -64,13 +104,9 @@ class Layer(StateDictMixin):
         """What the last forward pass saved, or the RuntimeError of a backward
         pass without its forward pass."""
         if saved is None:
-            only = self._saves_in_training_only
-            mode, kept = (
-                ("training-mode ", " in training mode, and only") if only else ("", "")
-            )
             raise RuntimeError(
-                f"backward() needs a {mode}forward() first: the input is kept only"
-                f"{kept} until one backward()"
+                "backward() needs a forward() first, in the same thread and outside "
+                "bnlib.no_grad(): the input is kept only until one backward()"
             )
         return saved
 
@@ -86,8 +122,9 @@ class Layer(StateDictMixin):
     ) -> NDArray[Any]:
         """Add ``dl/dgamma`` and ``dl/dbeta`` (None: no bias gradient) into the
         gradients of the parameters the layer has, in its dtype; return ``dx``."""
-        if self.weight is not None:
-            self.weight_grad = accumulate(self.weight_grad, dw.astype(self.dtype))
-        if self.bias is not None and db is not None:
-            self.bias_grad = accumulate(self.bias_grad, db.astype(self.dtype))
+        with self._lock():
+            if self.weight is not None:
+                self.weight_grad = accumulate(self.weight_grad, dw.astype(self.dtype))
+            if self.bias is not None and db is not None:
+                self.bias_grad = accumulate(self.bias_grad, db.astype(self.dtype))
         return dx

@@ -32,14 +32,17 @@ class Stateless(Layer):
         self.bias = np.zeros(shape, self.dtype) if bias else None
         self.weight_grad: np.ndarray | None = None
         self.bias_grad: np.ndarray | None = None
-        self._input: np.ndarray | None = None
+        self._saved = None
 
     _positional: tuple[str, ...] = ()  # constructor arguments shown in repr
     _keywords: tuple[str, ...] = ()
+    _shows_bias = False  # torch's repr ends with bias=True/False
 
     def __repr__(self) -> str:
         args = [f"{getattr(self, k)}" for k in self._positional]
         args += [f"{k}={getattr(self, k)}" for k in self._keywords]
+        if self._shows_bias:
+            args.append(f"bias={self.bias is not None}")
         return f"{type(self).__name__}({', '.join(args)})"
 
     def __call__(self, input: Any) -> np.ndarray:
@@ -68,12 +71,12 @@ class Stateless(Layer):
 
     def _saved_input(self, grad_output: Any) -> tuple[np.ndarray, np.ndarray]:
         """The input of the last forward pass, freed: one backward per forward."""
-        x = self._require_saved(self._input)
+        x: np.ndarray = self._require_saved(self._saved)
         dy = float_input(grad_output, "grad_output")
         if dy.shape != x.shape:
             raise ValueError(
                 f"grad_output must have the shape of the last forward input "
                 f"{x.shape}, got {dy.shape}"
             )
-        self._input = None
+        self._saved = None
         return dy, x

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from bnlib._apply import apply_affine, input_grad
 from bnlib._checks import (
     affine_or_default,
     as_channel_vector,
@@ -20,6 +21,7 @@ from bnlib._checks import (
     check_bool,
     check_eps,
     check_momentum,
+    check_not_narrower,
     check_running_buffer,
     check_same_shape,
     check_stats_pair,
@@ -34,6 +36,9 @@ __all__ = [
     "batch_norm_eval_backward",
     "batch_stats",
 ]
+
+
+_NAMES = ("running_mean", "running_var", "weight", "bias")
 
 
 def _as_ncl(x: np.ndarray) -> np.ndarray:
@@ -175,8 +180,10 @@ def batch_norm(
     training = check_bool(training, "training")
     check_stats_pair(running_mean, running_var, training)
     if running_mean is not None:
-        check_running_buffer(running_mean, "running_mean", num_channels)
-        check_running_buffer(running_var, "running_var", num_channels)
+        check_running_buffer(running_mean, "running_mean", num_channels, training)
+        check_running_buffer(running_var, "running_var", num_channels, training)
+    for v, name in zip((running_mean, running_var, weight, bias), _NAMES, strict=True):
+        check_not_narrower(v, name, x_in.dtype)
     gamma = affine_or_default(weight, "weight", num_channels, x.dtype, 1)
     beta = affine_or_default(bias, "bias", num_channels, x.dtype, 0)
     eps = check_eps(eps)
@@ -200,8 +207,7 @@ def batch_norm(
     mu, var, _, _ = _moments(x3)
     if running_mean is not None and running_var is not None:
         _update_running(running_mean, running_var, mu, var, n, momentum)
-    inv_std = 1 / np.sqrt(var + eps)
-    y3 = kernels().normalized(x3, mu, gamma * inv_std, beta)
+    y3 = apply_affine(x3, mu, gamma / np.sqrt(var + eps), beta)
     return y3.reshape(x.shape).astype(x_in.dtype, copy=False)
 
 
@@ -215,7 +221,7 @@ def _normalize_with(
 ) -> np.ndarray:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` with given statistics."""
     mean, var = (np.asarray(v, dtype=np.float64) for v in (mean, var))
-    y3 = kernels().normalized(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
+    y3 = apply_affine(_as_ncl(x), mean, gamma / np.sqrt(var + eps), beta)
     return y3.reshape(x.shape)
 
 
@@ -235,7 +241,7 @@ def _grads_from_x_hat(
     inv_std = 1 / np.sqrt(var + eps)
     dgamma = dy_centred * inv_std  # sum(dy * x_hat)
     a = dgamma / m * inv_std
-    dx3 = kernels().input_grad(dy3, x3, mu, (gamma * inv_std, dbeta / m, a))
+    dx3 = input_grad(dy3, x3, mu, (gamma * inv_std, dbeta / m, a))
     return dx3, dgamma, dbeta
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bnlib._checks import check_not_narrower
 from bnlib.zscore import check_eps, standardized, standardized_backward
 
 __all__ = [
@@ -88,6 +89,12 @@ def param(v: Any, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
     return arr.astype(np.float64)
 
 
+def check_affine_dtypes(weight: Any, bias: Any, dtype: np.dtype) -> None:
+    """gamma and beta no narrower than the input, as torch requires."""
+    check_not_narrower(weight, "weight", dtype)
+    check_not_narrower(bias, "bias", dtype)
+
+
 def same_shape(dy: np.ndarray, x: np.ndarray) -> None:
     if dy.shape != x.shape:
         raise ValueError(
@@ -145,6 +152,7 @@ def layer_norm(
     """
     x, shape, axes, w = trailing_setup(input, normalized_shape, weight)
     b = param(bias, "bias", shape)
+    check_affine_dtypes(weight, bias, x.dtype)
     x_hat, _ = standardized(x, axes, check_eps(eps))
     return affine(x_hat, w, b, x.dtype)
 
@@ -196,7 +204,8 @@ def _groups(x: np.ndarray, num_groups: Any) -> np.ndarray:
             f"num_groups must be a positive divisor of the {c} channels, "
             f"got num_groups={num_groups}"
         )
-    return x.reshape(x.shape[0], int(num_groups), -1)
+    per_group = int(np.prod(x.shape[1:])) // int(num_groups)  # also for N = 0
+    return x.reshape(x.shape[0], int(num_groups), per_group)
 
 
 def _per_channel(v: np.ndarray | None, ndim: int) -> Any:
@@ -237,6 +246,7 @@ def group_norm(
     xg = _groups(x, num_groups)
     c = (x.shape[1],)
     w, b = param(weight, "weight", c), param(bias, "bias", c)
+    check_affine_dtypes(weight, bias, x.dtype)
     x_hat, _ = standardized(xg, (2,), check_eps(eps))
     return affine(x_hat.reshape(x.shape), _per_channel(w, x.ndim),
                    _per_channel(b, x.ndim), x.dtype)  # fmt: skip

@@ -54,6 +54,7 @@ class LayerNorm(Stateless):
 
     _positional = ("normalized_shape",)
     _keywords = ("eps", "elementwise_affine")
+    _shows_bias = True
 
     def __init__(
         self,
@@ -77,7 +78,7 @@ class LayerNorm(Stateless):
         x = float_input(input)
         self._check_dtype(x)
         y = layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        self._input = x
+        self._keep(x)
         return y
 
     def backward(self, grad_output: Any) -> np.ndarray:
@@ -100,9 +101,11 @@ class GroupNorm(Stateless):
     eps : float
         > 0.
     affine : bool
-        Learn per-channel ``weight`` and ``bias``.
+        Learn per-channel ``weight`` (and ``bias``).
     device, dtype
         As for :class:`bnlib.LayerNorm`.
+    bias : bool, keyword-only
+        With ``affine``, learn ``bias``; if False it is None (as in torch).
 
     See Also
     --------
@@ -111,6 +114,7 @@ class GroupNorm(Stateless):
 
     _positional = ("num_groups", "num_channels")
     _keywords = ("eps", "affine")
+    _shows_bias = True
 
     def __init__(
         self,
@@ -120,6 +124,8 @@ class GroupNorm(Stateless):
         affine: bool = True,
         device: Any = None,
         dtype: Any = None,
+        *,
+        bias: bool = True,
     ) -> None:
         for name, v in (("num_groups", num_groups), ("num_channels", num_channels)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -136,7 +142,7 @@ class GroupNorm(Stateless):
         self.affine = bool(affine)
         check_device(device)
         self.dtype = float_dtype(dtype)
-        self._init_params((self.num_channels,), self.affine, self.affine)
+        self._init_params((self.num_channels,), self.affine, self.affine and bias)
 
     def _check(self, input: Any) -> np.ndarray:
         x = float_input(input, min_ndim=2)
@@ -152,7 +158,7 @@ class GroupNorm(Stateless):
         """``group_norm(input, num_groups, weight, bias, eps)``."""
         x = self._check(input)
         y = group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
-        self._input = x
+        self._keep(x)
         return y
 
     def backward(self, grad_output: Any) -> np.ndarray:
@@ -204,7 +210,7 @@ class RMSNorm(Stateless):
         x = float_input(input)
         self._check_dtype(x)
         y = rms_norm(x, self.normalized_shape, self.weight, self.eps)
-        self._input = x
+        self._keep(x)
         return y
 
     def backward(self, grad_output: Any) -> np.ndarray:

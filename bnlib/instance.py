@@ -16,7 +16,7 @@ import numpy as np
 
 from bnlib._checks import check_momentum, check_running_buffer, check_stats_pair
 from bnlib.batchnorm import batch_norm, batch_norm_eval_backward
-from bnlib.family import float_input, param
+from bnlib.family import check_affine_dtypes, float_input, param
 from bnlib.modules import _BatchNorm
 from bnlib.zscore import check_eps, standardized, standardized_backward
 
@@ -31,7 +31,7 @@ __all__ = [
 
 def _spatial(x: np.ndarray) -> np.ndarray:
     """``(N, C, *)`` as ``(N, C, L)``, with ``L > 1`` values per instance."""
-    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    x3 = x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))  # N may be 0
     if x3.shape[2] <= 1:
         raise ValueError(
             "Expected more than 1 spatial element when training, "
@@ -91,16 +91,18 @@ def instance_norm(
     c = (x.shape[1],)
     check_stats_pair(running_mean, running_var, bool(use_input_stats))
     if running_mean is not None:
-        check_running_buffer(running_mean, "running_mean", c[0])
-        check_running_buffer(running_var, "running_var", c[0])
+        updated = bool(use_input_stats)
+        check_running_buffer(running_mean, "running_mean", c[0], updated)
+        check_running_buffer(running_var, "running_var", c[0], updated)
     w, b = param(weight, "weight", c), param(bias, "bias", c)
+    check_affine_dtypes(weight, bias, x.dtype)
     eps = check_eps(eps)
     if not use_input_stats:
         return batch_norm(x, running_mean, running_var, w, b, False, 0.0, eps)
     momentum = check_momentum(momentum)
     x3 = _spatial(x)
-    if running_mean is not None and running_var is not None:
-        _update(running_mean, running_var, x3, momentum)
+    if running_mean is not None and running_var is not None and x3.shape[0]:
+        _update(running_mean, running_var, x3, momentum)  # an empty batch: no change
     x_hat, _ = standardized(x3, (2,), eps)
     y = x_hat if w is None else x_hat * w[:, None]
     y = y if b is None else y + b[:, None]
@@ -144,16 +146,14 @@ def instance_norm_backward(
 class _InstanceNorm(_BatchNorm):
     """Common code of the InstanceNorm layers; see :class:`InstanceNorm2d`."""
 
-    _saves_in_training_only = False  # the input is kept in eval mode too
-
     def __init__(
         self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
         affine: bool = False, track_running_stats: bool = False,
-        device: Any = None, dtype: Any = None,
+        device: Any = None, dtype: Any = None, *, bias: bool = True,
     ) -> None:  # fmt: skip
         check_eps(eps)
         args = (num_features, eps, momentum, affine, track_running_stats)
-        super().__init__(*args, device=device, dtype=dtype)
+        super().__init__(*args, device=device, dtype=dtype, bias=bias)
 
     def _check_input(self, input: Any) -> np.ndarray:
         ndim = np.ndim(input)
@@ -168,7 +168,8 @@ class _InstanceNorm(_BatchNorm):
                 f"{1 if ndim == self._ranks[1] else 0}, got {x.shape[1]} "
                 f"(input shape {np.shape(input)})"
             )
-        if (self.training or not self.track_running_stats) and x[0, 0].size <= 1:
+        spatial = int(np.prod(x.shape[2:]))
+        if (self.training or not self.track_running_stats) and spatial <= 1:
             raise ValueError(
                 "Expected more than 1 spatial element when training, "
                 f"got input of shape {np.shape(input)}"
@@ -185,18 +186,20 @@ class _InstanceNorm(_BatchNorm):
         x = self._check_input(input)
         use_input = self.training or not self.track_running_stats
         momentum = 0.0 if self.momentum is None else self.momentum
-        y = instance_norm(x, self.running_mean, self.running_var, self.weight,
-                          self.bias, use_input, momentum, self.eps)  # fmt: skip
-        rm, rv = self.running_mean, self.running_var
-        self._saved = {
-            "input": x,
-            "unbatched": np.ndim(input) == self._ranks[0],
-            "use_input": use_input,
-            "weight": None if self.weight is None else self.weight.copy(),
-            "mean": None if use_input or rm is None else rm.copy(),
-            "var": None if use_input or rv is None else rv.copy(),
-        }
-        return y[0] if self._saved["unbatched"] else y
+        with self._lock():
+            y = instance_norm(x, self.running_mean, self.running_var, self.weight,
+                              self.bias, use_input, momentum, self.eps)  # fmt: skip
+            rm, rv = self.running_mean, self.running_var
+            unbatched = np.ndim(input) == self._ranks[0]
+            self._keep({
+                "input": x,
+                "unbatched": unbatched,
+                "use_input": use_input,
+                "weight": None if self.weight is None else self.weight.copy(),
+                "mean": None if use_input or rm is None else rm.copy(),
+                "var": None if use_input or rv is None else rv.copy(),
+            })  # fmt: skip
+        return y[0] if unbatched else y
 
     def backward(self, grad_output: Any) -> np.ndarray:
         """``dl/dx`` of the last forward pass (training or eval mode); adds into

@@ -22,7 +22,7 @@ from bnlib._checks import (
 )
 from bnlib._layer import Layer
 from bnlib._state import IncompatibleKeys
-from bnlib.batchnorm import batch_norm, batch_norm_backward
+from bnlib.batchnorm import batch_norm, batch_norm_backward, batch_norm_eval_backward
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "IncompatibleKeys"]
 
@@ -31,7 +31,6 @@ class _BatchNorm(Layer):
     """Common code of the BatchNorm layers; see :class:`BatchNorm1d`."""
 
     _ranks: tuple[int, ...] = ()
-    _saves_in_training_only = True
     _rank_text: str = ""
 
     def __init__(
@@ -65,7 +64,7 @@ class _BatchNorm(Layer):
         self.num_batches_tracked = (
             np.array(0, dtype=np.int64) if self.track_running_stats else None
         )
-        self._saved: dict[str, Any] | None = None
+        self._saved = None
 
     def __repr__(self) -> str:
         return (
@@ -74,12 +73,6 @@ class _BatchNorm(Layer):
             f"bias={self.bias is not None}, "
             f"track_running_stats={self.track_running_stats})"
         )
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle parameters, buffers and settings; never a saved input."""
-        state = self.__dict__.copy()
-        state["_saved"] = None
-        return state
 
     # -- resets ----------------------------------------------------------------
     def reset_running_stats(self) -> None:
@@ -103,12 +96,13 @@ class _BatchNorm(Layer):
         if ndim not in self._ranks:
             raise ValueError(f"expected {self._rank_text} input (got {ndim}D input)")
         x = as_float_input(input)
-        if x.shape[1] != self.num_features:
+        stateful = self.weight is not None or self.running_mean is not None
+        if stateful and x.shape[1] != self.num_features:
             raise ValueError(
                 f"expected input with {self.num_features} channels on axis 1, "
                 f"got {x.shape[1]} (input shape {x.shape})"
             )
-        if self.training and x.size // x.shape[1] == 1:
+        if self.training and x.shape[1] and x.size // x.shape[1] == 1:
             raise ValueError(
                 "Expected more than 1 value per channel when training, "
                 f"got input of shape {x.shape}"
@@ -128,14 +122,19 @@ class _BatchNorm(Layer):
             )
 
     def _momentum_for_step(self) -> float:
-        """Count the batch and return this step's averaging factor."""
+        """This step's averaging factor; :meth:`_count_batch` counts the batch once
+        it has been used, so that a call that raises leaves the count as it was."""
         count = self.num_batches_tracked
         if not (self.training and count is not None):
             return 0.0
-        count += 1
         if self.momentum is None:
-            return 1.0 / float(count)
+            return 1.0 / float(count + 1)
         return self.momentum
+
+    def _count_batch(self) -> None:
+        """One more batch tracked (training mode, with running statistics)."""
+        if self.training and self.num_batches_tracked is not None:
+            self.num_batches_tracked += 1
 
     def __call__(self, input: ArrayLike) -> NDArray[Any]:
         """``self.forward(input)``, so that a subclass's ``forward`` runs."""
@@ -146,36 +145,44 @@ class _BatchNorm(Layer):
 
         Training mode (or a layer without running statistics) uses the batch
         statistics and updates the running ones; eval mode uses the running ones.
-        In training mode the input is kept for one :meth:`backward`.
+        In either mode the input is kept for one :meth:`backward` (not inside
+        :func:`bnlib.no_grad`).
         """
         x = self._check_input(input)
         use_batch = self.training or not self.track_running_stats
         if use_batch and self.eps == 0:  # checked before the batch is counted
             raise ValueError("eps must be positive in training, got 0.0")
-        factor = self._momentum_for_step()
+        with self._lock():
+            y = self._normalize(x, use_batch)
+            w, rm, rv = self.weight, self.running_mean, self.running_var
+            fixed = not use_batch and rm is not None and rv is not None
+            self._keep({
+                "input": x,
+                "weight": None if w is None else w.copy(),
+                "stats": (rm.copy(), rv.copy()) if fixed and rm is not None
+                and rv is not None else None,
+            })  # fmt: skip
+        return y
+
+    def _normalize(self, x: NDArray[Any], use_batch: bool) -> NDArray[Any]:
+        """:func:`bnlib.batch_norm` with the layer's state; counts the batch."""
         running = not self.training or self.track_running_stats
-        y = batch_norm(
-            x,
-            self.running_mean if running else None,
-            self.running_var if running else None,
-            self.weight,
-            self.bias,
-            use_batch,
-            factor,
-            self.eps,
-        )
-        w = self.weight
-        self._saved = None
-        if self.training:
-            self._saved = {"input": x, "weight": None if w is None else w.copy()}
+        rm = self.running_mean if running else None
+        rv = self.running_var if running else None
+        factor = self._momentum_for_step()
+        y = batch_norm(x, rm, rv, self.weight, self.bias, use_batch, factor, self.eps)
+        self._count_batch()
         return y
 
     def backward(self, grad_output: ArrayLike) -> NDArray[Any]:
-        """Gradient of the last training-mode forward pass.
+        """Gradient of this thread's last forward pass, in either mode.
 
-        Adds ``dl/dgamma`` and ``dl/dbeta`` into ``weight_grad`` and ``bias_grad``
-        (as PyTorch adds into ``.grad``; clear them with :meth:`zero_grad`) and
-        frees the saved input: one backward per forward.
+        After a training-mode forward the gradient runs through the batch
+        statistics; after an eval-mode one the running statistics are constants
+        (as in PyTorch: a frozen BatchNorm). Adds ``dl/dgamma`` and ``dl/dbeta``
+        into ``weight_grad`` and ``bias_grad`` (as PyTorch adds into ``.grad``;
+        clear them with :meth:`zero_grad`) and frees the saved input: one backward
+        per forward.
 
         Parameters
         ----------
@@ -185,12 +192,20 @@ class _BatchNorm(Layer):
         Returns
         -------
         ndarray, shape ``(N, C, *)``
-            ``dl/dx``, differentiated through the batch statistics.
+            ``dl/dx``.
         """
         s = self._require_saved(self._saved)
         dy = as_float_input(grad_output, "grad_output")
         check_same_shape(dy, s["input"], "grad_output", "the last forward input")
-        dx, dgamma, dbeta = batch_norm_backward(dy, s["input"], s["weight"], self.eps)
+        if s["stats"] is None:
+            dx, dgamma, dbeta = batch_norm_backward(
+                dy, s["input"], s["weight"], self.eps
+            )
+        else:
+            rm, rv = s["stats"]
+            dx, dgamma, dbeta = batch_norm_eval_backward(
+                dy, s["input"], rm, rv, s["weight"], self.eps
+            )
         self._saved = None
         return self._add_grads(dx, dgamma, dbeta)
 

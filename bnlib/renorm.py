@@ -253,7 +253,6 @@ class _BatchRenorm(_BatchNorm):
         )
         self.r: np.ndarray | None = None
         self.d: np.ndarray | None = None
-        self._renorm_saved: dict[str, Any] | None = None  # None: BatchNorm's backward
 
     def __repr__(self) -> str:
         return (
@@ -267,33 +266,33 @@ class _BatchRenorm(_BatchNorm):
         statistics in eval mode; ``r`` and ``d`` of the step are kept in ``self.r``
         and ``self.d``."""
         x = self._check_input(input)
-        self._renorm_saved = None
         if not self.training:
             return super().forward(x)
-        factor = self._momentum_for_step()
         c, dt = self.num_features, _F64
         gamma = affine_or_default(self.weight, "weight", c, dt, 1)
         beta = affine_or_default(self.bias, "bias", c, dt, 0)
-        y, self.r, self.d = renorm_train(
-            x, self.running_mean, self.running_var, gamma, beta,
-            factor, self.eps, self.r_max, self.d_max,
-        )  # fmt: skip
-        self._saved = None  # BatchNorm's own save is not used in training
-        self._renorm_saved = {"input": x, "weight": gamma, "r": self.r, "d": self.d}
+        with self._lock():
+            y, self.r, self.d = renorm_train(
+                x, self.running_mean, self.running_var, gamma, beta,
+                self._momentum_for_step(), self.eps, self.r_max, self.d_max,
+            )  # fmt: skip
+            self._count_batch()
+            self._keep({"input": x, "weight": gamma, "r": self.r, "d": self.d})
         return y
 
     def backward(self, grad_output: Any) -> np.ndarray:
-        """``dl/dx`` of the last training-mode forward pass (``r``, ``d`` constant);
-        adds into ``weight_grad`` and ``bias_grad``, as :class:`bnlib.BatchNorm1d`."""
-        s = self._renorm_saved
-        if s is None:  # not after a training-mode forward: BatchNorm's error
+        """``dl/dx`` of this thread's last forward pass: in training mode with
+        ``r``, ``d`` constant, in eval mode as :class:`bnlib.BatchNorm1d`; adds into
+        ``weight_grad`` and ``bias_grad``."""
+        s = self._saved
+        if s is None or "r" not in s:  # eval mode, or no forward: BatchNorm's
             return super().backward(grad_output)
         dy = as_float_input(grad_output, "grad_output")
         check_same_shape(dy, s["input"], "grad_output", "the last forward input")
         dx, dw, db = batch_renorm_backward(
             dy, s["input"], s["r"], s["d"], s["weight"], self.eps
         )
-        self._renorm_saved = None
+        self._saved = None
         return self._add_grads(dx, dw, db)
 
 

@@ -232,6 +232,10 @@ def test_layer_float16_input_into_float32_layer_like_torch():
     ref = torch.nn.BatchNorm1d(3)(torch.from_numpy(x))
     y = bnlib.BatchNorm1d(3)(x)
     assert y.dtype == np.float16 and ref.dtype == torch.float16
+    exact = torch.nn.BatchNorm1d(3, dtype=torch.float64)(
+        torch.from_numpy(x.astype(np.float64))
+    )
+    np.testing.assert_allclose(y.astype(np.float64), exact.detach().numpy(), atol=4e-3)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -383,18 +387,15 @@ def test_call_runs_a_subclass_forward():
     )
 
 
-def test_layer_keeps_input_only_in_training_until_backward():
+def test_layer_keeps_input_until_one_backward_in_either_mode():
     bn = bnlib.BatchNorm1d(3, dtype=np.float64)
-    bn(_normal((5, 3), 1))
-    assert bn._saved is not None
-    bn.backward(_normal((5, 3), 2))
-    assert bn._saved is None
-    with pytest.raises(RuntimeError, match="training-mode forward"):
+    for mode in (True, False):
+        bn.train(mode)(_normal((5, 3), 1))
+        assert bn._saved is not None
         bn.backward(_normal((5, 3), 2))
-    bn.eval()(_normal((5, 3), 3))
-    assert bn._saved is None
-    with pytest.raises(RuntimeError, match="training-mode forward"):
-        bn.backward(_normal((5, 3), 2))
+        assert bn._saved is None
+        with pytest.raises(RuntimeError, match="needs a forward"):
+            bn.backward(_normal((5, 3), 2))
 
 
 def test_layer_pickle_never_carries_the_input():

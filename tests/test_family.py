@@ -208,11 +208,19 @@ def test_rms_norm_float32_matches_float64(rng):
     assert np.abs(bnlib.rms_norm(x32, 6, eps=1e-6) - exact).max() < 1e-6
 
 
-def test_family_float16_returns_float16(rng):
+def test_family_float16_matches_float64_torch(rng):
+    """float16 in, float16 out, within float16's rounding of torch's float64."""
     x = rng.normal(size=(4, 4, 3)).astype(np.float16)
-    for y in (bnlib.layer_norm(x, 3), bnlib.group_norm(x, 2), bnlib.instance_norm(x),
-              bnlib.rms_norm(x, 3)):  # fmt: skip
+    xt = torch.tensor(x.astype(np.float64))
+    pairs = [
+        (bnlib.layer_norm(x, 3), F.layer_norm(xt, (3,))),
+        (bnlib.group_norm(x, 2), F.group_norm(xt, 2)),
+        (bnlib.instance_norm(x), F.instance_norm(xt)),
+        (bnlib.rms_norm(x, 3), F.rms_norm(xt, (3,))),
+    ]
+    for y, ref in pairs:
         assert y.dtype == np.float16
+        np.testing.assert_allclose(y.astype(np.float64), ref.numpy(), atol=4e-3)
 
 
 def test_family_does_not_modify_inputs(rng):

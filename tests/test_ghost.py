@@ -97,11 +97,13 @@ def test_ghost_batch_norm_updates_running_stats_once_per_ghost_batch():
     np.testing.assert_allclose(rv, ref.running_var.numpy(), rtol=0, atol=TOL)
 
 
-def test_ghost_batch_norm_eval_uses_running_stats_for_any_batch_size():
+@pytest.mark.parametrize("eps", [1e-5, 0.5])
+def test_ghost_batch_norm_eval_uses_running_stats_for_any_batch_size(eps):
+    """Also with a non-default eps: eval mode must pass it on."""
     x, (w, b) = _data((7, 3), 7), _params(3, 8)
-    rm, rv = _data((3,), 9), 1 + _data((3,), 10) ** 2
-    y = ghost.ghost_batch_norm(x, 4, rm, rv, w, b, training=False)
-    ref = F.batch_norm(*map(torch.tensor, (x, rm, rv, w, b)), training=False)
+    rm, rv = _data((3,), 9), 0.1 + _data((3,), 10) ** 2
+    y = ghost.ghost_batch_norm(x, 4, rm, rv, w, b, training=False, eps=eps)
+    ref = F.batch_norm(*map(torch.tensor, (x, rm, rv, w, b)), training=False, eps=eps)
     np.testing.assert_allclose(y, ref.numpy(), rtol=0, atol=TOL)
 
 

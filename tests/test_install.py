@@ -1,78 +1,152 @@
-"""bnlib as a package: a plain install needs numpy alone, and its README example runs.
+"""bnlib as a package: the wheel holds the library alone, a plain install needs numpy
+alone, its README example runs, and the README's install lines name the right
+distribution.
 
-The test builds bnlib into a fresh virtual environment (``pip install <repo>``, not
-editable), so it sees what a user of the package gets, not this checkout.
+The wheel is built from a clean copy of the sources (a stale ``build/`` folder in
+the checkout could otherwise slip old files in) and installed into a fresh virtual
+environment, so the tests see what a user of the package gets, not this checkout.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+DIST = "bnlib-batchnorm"
+README = ROOT / "bnlib" / "README.md"
+# the environment of every command here: nothing from this checkout on the path
+CLEAN = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
-def _readme_example() -> str:
-    text = (ROOT / "bnlib" / "README.md").read_text()
-    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    return block
+def _run(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, capture_output=True, text=True, env=CLEAN, cwd="/", **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
-def clean_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new venv with ``pip install <repo>`` and nothing else asked for."""
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bnlib's wheel, built from a copy of what the repository would ship from."""
+    src = tmp_path_factory.mktemp("src")
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
+    for name in ("pyproject.toml", "LICENSE", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("bnlib", "booktools", "tests"):  # the book's parts must stay out
+        shutil.copytree(ROOT / name, src / name, ignore=skip)
+    out = tmp_path_factory.mktemp("wheel")
+    python = ROOT / ".venv" / "bin" / "python"
+    python = python if python.exists() else Path(sys.executable)
+    done = _run(str(python), "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                str(out), str(src))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (found,) = out.glob("bnlib_batchnorm-*.whl")
+    return found
+
+
+def test_wheel_holds_the_library_and_its_metadata_only(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    meta = [n for n in names if n.split("/")[0].endswith(".dist-info")]
+    lib = [n for n in names if n not in meta]
+    assert all(n.startswith("bnlib/") for n in lib), lib
+    for needed in ("bnlib/__init__.py", "bnlib/py.typed", "bnlib/torch/__init__.py",
+                   "bnlib/_kernels/numba_backend.py", "bnlib/modules.py"):  # fmt: skip
+        assert needed in lib
+    tools = re.compile(r"bnbook|/lab/|/derive/|/bench/|sync_timing|tests/|chapters/")
+    assert not [n for n in names if tools.search(n)]
+    info = wheel.name.split("-py")[0] + ".dist-info"
+    assert {n.split("/")[0] for n in meta} == {info}
+    metadata = zipfile.ZipFile(wheel).read(f"{meta[0].split('/')[0]}/METADATA")
+    assert f"Name: {DIST}" in metadata.decode()
+
+
+@pytest.fixture(scope="module")
+def clean_env(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A new venv with the wheel installed and nothing else asked for."""
     env = tmp_path_factory.mktemp("clean-venv")
     venv.create(env, with_pip=True)
     python = env / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(ROOT)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    done = _run(str(python), "-m", "pip", "install", "--quiet", str(wheel))
+    assert done.returncode == 0, done.stderr
     return python
 
 
 def test_plain_install_brings_numpy_only(clean_env):
-    listed = subprocess.run(
-        [str(clean_env), "-m", "pip", "list", "--format=freeze"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    listed = _run(str(clean_env), "-m", "pip", "list", "--format=freeze").stdout
     names = {line.split("==")[0].lower() for line in listed.split()}
-    assert names - {"pip", "setuptools", "wheel"} == {"bnlib-batchnorm", "numpy"}, names
+    assert names - {"pip", "setuptools", "wheel"} == {DIST, "numpy"}, names
+
+
+def _readme_example() -> str:
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return block
 
 
 def test_plain_install_runs_the_readme_example_without_torch_or_sympy(clean_env):
     script = _readme_example() + (
         "\nimport sys\n"
         "assert 'torch' not in sys.modules and 'sympy' not in sys.modules\n"
+        "assert bnlib.__file__.startswith(sys.prefix), bnlib.__file__\n"
     )
-    subprocess.run([str(clean_env), "-c", script], check=True, cwd="/")
+    done = _run(str(clean_env), "-c", script)
+    assert done.returncode == 0, done.stderr
 
 
 def test_plain_install_ships_py_typed_and_the_license(clean_env):
-    out = subprocess.run(
-        [str(clean_env), "-m", "pip", "show", "--files", "bnlib-batchnorm"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = _run(str(clean_env), "-m", "pip", "show", "--files", DIST).stdout
     assert "bnlib/py.typed" in out
     assert re.search(r"License-Expression: MIT|License: MIT", out) or "LICENSE" in out
 
 
 def test_tool_subpackage_without_its_extra_names_the_extra(clean_env):
-    result = subprocess.run(
-        [str(clean_env), "-c", "import bnlib.torch"],
-        capture_output=True,
-        text=True,
-        cwd="/",
-    )
+    result = _run(str(clean_env), "-c", "import bnlib.torch")
     assert result.returncode != 0
-    assert 'pip install "bnlib-batchnorm[torch]"' in result.stderr
+    assert f'pip install "{DIST}[torch]"' in result.stderr
+
+
+def _install_lines(path: Path) -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S)
+    return [
+        line.split("#")[0].strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("pip install")
+    ]
+
+
+@pytest.mark.parametrize("path", [README, ROOT / "README.md"], ids=lambda p: p.name)
+def test_readme_install_lines_name_the_distribution(path):
+    """From the index: ``bnlib-batchnorm`` (``bnlib`` there is another project's),
+    its two extras, and torch's CPU wheel first, from PyTorch's CPU index."""
+    lines = _install_lines(path)
+    assert f"pip install {DIST}" in lines
+    assert f'pip install "{DIST}[torch]"' in lines
+    assert f'pip install "{DIST}[fast]"' in lines
+    cpu = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    assert cpu in lines
+    assert lines[lines.index(cpu) + 1] == f'pip install "{DIST}[torch]"'  # then
+    from_index = [ln for ln in lines if " -e " not in ln and "-r " not in ln]
+    for line in from_index:
+        package = line.removeprefix("pip install ").split()[0].strip('"')
+        assert package.split("[")[0] in (DIST, "torch"), line
+    assert "import bnlib" in path.read_text()
+    assert re.search(r"another project", path.read_text())
+
+
+def test_no_install_hint_names_the_wrong_distribution():
+    """Every ``pip install`` of bnlib in the repository names ``bnlib-batchnorm``
+    (or installs from the checkout)."""
+    wrong = re.compile(r"pip install \"?bnlib(\[|\"|\s|$)")
+    patterns = ["*.md", "bnlib/**/*.py", "booktools/**/*.py", "chapters/*.md"]
+    patterns += ["binder/*", "requirements.txt", "Makefile"]
+    files = [p for pattern in patterns for p in ROOT.glob(pattern)]
+    bad = [str(p) for p in files if wrong.search(p.read_text(errors="ignore"))]
+    assert bad == []

@@ -160,11 +160,36 @@ def test_module_resets(rng):
     np.testing.assert_array_equal(bn.weight, 1)
 
 
-def test_module_float32_output_is_float32(rng):
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_module_low_precision_matches_torch_float64(rng, dtype):
+    """A float32 layer on float32 (or float16) input: output and gradients in the
+    input's dtype, within its rounding of torch's float64 values (a random upstream
+    gradient: an all-ones one makes dx zero whatever the code does)."""
     bn = bnlib.BatchNorm1d(3)
-    y = bn(rng.normal(size=(5, 3)).astype(np.float32))
-    assert y.dtype == np.float32
-    assert bn.backward(np.ones_like(y)).dtype == np.float32
+    ref = torch.nn.BatchNorm1d(3, dtype=torch.float64)
+    w = rng.normal(size=3).astype(np.float32)
+    bn.weight[...] = w
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(w.astype(np.float64)))
+    x = rng.normal(3, 2, size=(5, 3)).astype(dtype)
+    dy = rng.normal(size=(5, 3)).astype(dtype)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    y_ref = ref(xt)
+    y_ref.backward(torch.from_numpy(dy.astype(np.float64)))
+    y, dx = bn(x), bn.backward(dy)
+    assert y.dtype == dx.dtype == dtype
+    assert bn.weight_grad.dtype == np.float32
+    tol = 4e-3 if dtype == np.float16 else 4e-6
+    pairs = [
+        (y, y_ref.detach()),
+        (dx, xt.grad),
+        (bn.weight_grad, ref.weight.grad),
+        (bn.bias_grad, ref.bias.grad),
+        (bn.running_var, ref.running_var),
+    ]
+    for ours, want in pairs:
+        want = want.numpy()
+        np.testing.assert_allclose(ours, want, rtol=0, atol=tol * np.abs(want).max())
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,14 @@ Compiled code is cached on disk (``cache=True``), in ``NUMBA_CACHE_DIR`` or, if 
 is unset, in the user's cache folder (``~/.cache/bnlib/numba``): the folder beside
 an installed package may be read-only.
 
+Warm-up: numba compiles, or loads from its cache, each kernel for each dtype and
+layout on the kernel's first call. Left to the calls themselves, a run's first
+forward paid for three kernels, its first backward for two more, and the first
+(N, C) batch for four others: the first calls of a run took up to 20 times the
+steady time, spread over several calls. So the first call of a primitive with a new
+dtype prepares every kernel of that dtype at once (:func:`warm_up`, on tiny
+arrays); every later call runs at the steady speed.
+
 See Also
 --------
 bnlib._kernels.numpy_backend : the same primitives in numpy.
@@ -49,7 +57,7 @@ if not _config.CACHE_DIR:  # neither NUMBA_CACHE_DIR nor a setting: ours
     _base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     _config.CACHE_DIR = str(Path(_base) / "bnlib" / "numba")
 
-__all__ = ["GROUP", "channel_sums", "input_grad", "normalized", "shift"]
+__all__ = ["GROUP", "channel_sums", "input_grad", "normalized", "shift", "warm_up"]
 
 GROUP = 64  # samples per partial sum of an (N, C) input
 SHIFT_VALUES = 256  # about how many values per channel the shift is the mean of
@@ -216,7 +224,40 @@ def _launch() -> None:
 _launch()
 
 
-def _threads() -> None:
+_warm: set[np.dtype[Any]] = set()  # dtypes whose kernels are compiled or loaded
+
+
+def warm_up(dtype: Any) -> bool:
+    """Compile (or load from the cache) every kernel for ``dtype``, once.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The dtype of the arrays the kernels will see (float32 or float64).
+
+    Returns
+    -------
+    bool
+        True if this call did the work, False if ``dtype`` was ready already.
+    """
+    dt = np.dtype(dtype)
+    if dt in _warm:
+        return False
+    _warm.add(dt)  # first: the calls below come back through _threads
+    for shape in ((2, 1, 2), (2, 1, 1)):  # the (N, C, L) and the (N, C) kernels
+        x3 = np.ones(shape, dt)
+        k = np.zeros(1)
+        channel_sums(x3, k)
+        channel_sums(x3, k, x3)
+        normalized(x3, k, k, k)
+        input_grad(x3, x3, k, (k, k, k))
+    return True
+
+
+def _threads(dtype: Any = None) -> None:
+    """Before a kernel: numba's thread count, and the kernels of ``dtype`` ready."""
+    if dtype is not None and np.dtype(dtype) not in _warm:
+        warm_up(dtype)
     numba.set_num_threads(min(get_num_threads(), _config.NUMBA_NUM_THREADS))
 
 
@@ -250,7 +291,7 @@ def channel_sums(
 
     As :func:`bnlib._kernels.numpy_backend.channel_sums`, in one compiled pass.
     """
-    _threads()
+    _threads(x3.dtype)
     x3 = np.ascontiguousarray(x3)
     g3 = x3 if dy3 is None else np.ascontiguousarray(dy3, dtype=x3.dtype)
     k = _vec(shift, x3.shape[1])
@@ -270,7 +311,7 @@ def normalized(
     x3: np.ndarray, mean: np.ndarray, scale: np.ndarray, beta: np.ndarray
 ) -> np.ndarray:
     """``(x - mean) * scale + beta`` per channel, in the dtype of ``x3``."""
-    _threads()
+    _threads(x3.dtype)
     x3 = np.ascontiguousarray(x3)
     m, s, b = (_vec(v, x3.shape[1]) for v in (mean, scale, beta))
     y3 = np.empty_like(x3)  # numpy's, which asks for huge pages: fewer page faults
@@ -285,7 +326,7 @@ def input_grad(
     dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, coef: tuple[Any, Any, Any]
 ) -> np.ndarray:
     """``dx = k * (dy - c - a * (x - mean))`` per channel, ``coef = (k, c, a)``."""
-    _threads()
+    _threads(x3.dtype)
     x3 = np.ascontiguousarray(x3)
     dy3 = np.ascontiguousarray(dy3, dtype=x3.dtype)
     m, k, c, a = (_vec(v, x3.shape[1]) for v in (mean, *coef))

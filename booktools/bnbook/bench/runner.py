@@ -19,6 +19,11 @@ interleaved so that a change in the machine's load hits all three alike:
 ``torch``
     ``torch.nn.functional.batch_norm`` with autograd, if torch is installed.
 
+At the end, unless ``--quick`` or ``--no-steady``, :mod:`bnbook.bench.steady` times
+every call of the numba backend from its first, in three fresh interpreters, and
+prints the medians over the three runs: no call after the first should take more
+than 1.5 times the steady median.
+
 The time limit is ``PASSES`` passes over ``x`` at the bandwidth of one large
 ``np.copyto`` (bytes read plus written per second, by one core). Several cores can
 move more, so for a run on several threads this limit is too long a time and the
@@ -299,7 +304,7 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bnbook.bench [--quick] [--repeats R] [--warmup W] [--threads T]
-    [--no-compile]``.
+    [--no-compile] [--no-steady]``.
 
     Prints :func:`bnbook.bench.report.format_report` of :func:`run`; returns 0
     whether or not the targets are met.
@@ -316,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-compile", action="store_true", help="do not time numba's compilation"
     )
+    parser.add_argument(
+        "--no-steady", action="store_true", help="do not time numba's first calls"
+    )
     args = parser.parse_args(argv)
     # OpenMP threads (PyTorch's, numba's) that spin after each kernel take the cores
     # from whichever implementation runs next; read when torch is first imported.
@@ -330,6 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = QUICK_CASES if args.quick else CASES
     report = run(cases, DTYPES, repeats, args.warmup, compile=not args.no_compile)
     print(format_report(report))
+    if have_numba() and not (args.quick or args.no_steady):
+        from bnbook.bench import steady
+
+        print()
+        print(steady.format_steady(steady.measure()))
     return 0
 
 

@@ -40,7 +40,7 @@ pdf: install
 
 # JupyterLab on the chapters: jupytext opens each .md chapter as a notebook.
 lab: lab-settings
-	$(BIN)/jupyter lab chapters/normalization.md
+	$(BIN)/python -m jupyterlab chapters/normalization.md
 
 # JupyterLab's setting that opens Markdown files as notebooks (as on Binder).
 lab-settings: install

@@ -181,15 +181,13 @@ FOOTER = (
 )
 
 
-def print_pdf(site: Path, out: Path, pages: list[str] | None = None) -> Path:
-    """Write the whole book (or the given pages) to out as a PDF; return out."""
-    from playwright.sync_api import sync_playwright
+def print_pdf(
+    site: Path, out: Path, pages: list[str] | None = None, browser: object = None
+) -> Path:
+    """Write the whole book (or the given pages) to out as a PDF; return out.
 
-    if not CHROMIUM.is_file():
-        raise FileNotFoundError(
-            f"make pdf prints with Debian's Chromium, expected at {CHROMIUM}: "
-            "apt-get install chromium"
-        )
+    browser: a Playwright Chromium to print with (by default, Debian's is started).
+    """
     pages = pages or toc_pages()
     missing = [p for p in pages if not (site / f"{p}.html").is_file()]
     if missing:
@@ -197,31 +195,56 @@ def print_pdf(site: Path, out: Path, pages: list[str] | None = None) -> Path:
     printable = site / PRINT_PAGE
     printable.write_text(combine(site, pages), encoding="utf-8")
     try:
-        with serve(site) as origin, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=["--no-sandbox", "--disable-gpu"],
-                headless=True,
-            )
-            page = browser.new_page()
-            page.goto(origin + PRINT_PAGE, wait_until="load", timeout=120_000)
-            page.evaluate(TYPESET_JS)
-            page.emulate_media(media="print")
-            page.pdf(
-                path=str(out),
-                format="A4",
-                print_background=True,
-                display_header_footer=True,
-                header_template="<span></span>",
-                footer_template=FOOTER,
-                margin=MARGIN,
-                outline=True,
-                tagged=True,
-            )
-            browser.close()
+        with serve(site) as origin:
+            if browser is not None:
+                _print(browser, origin, out)
+            else:
+                with _chromium() as chromium:
+                    _print(chromium, origin, out)
     finally:
         printable.unlink(missing_ok=True)
     return out
+
+
+@contextmanager
+def _chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.is_file():
+        raise FileNotFoundError(
+            f"make pdf prints with Debian's Chromium, expected at {CHROMIUM}: "
+            "apt-get install chromium"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _print(browser, origin: str, out: Path) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(origin + PRINT_PAGE, wait_until="load", timeout=300_000)
+        page.evaluate(TYPESET_JS)
+        page.emulate_media(media="print")
+        page.pdf(
+            path=str(out),
+            format="A4",
+            print_background=True,
+            display_header_footer=True,
+            header_template="<span></span>",
+            footer_template=FOOTER,
+            margin=MARGIN,
+            outline=True,
+            tagged=True,
+        )
+    finally:
+        context.close()
 
 
 def main(argv: list[str] | None = None) -> None:

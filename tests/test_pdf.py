@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from booksite import load_ext, parse_html, toc_pages
 from bs4 import BeautifulSoup
-from test_site_browser import _require_chromium
+from test_site_browser import launch_chromium
 
 book_pdf = load_ext("book_pdf")
 
 
 @pytest.fixture(scope="module")
 def printed(site: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    _require_chromium()
     out = tmp_path_factory.mktemp("pdf") / "book.pdf"
-    book_pdf.print_pdf(site, out)
+    with launch_chromium() as browser:
+        book_pdf.print_pdf(site, out, browser=browser)
     return out.read_bytes()
 
 

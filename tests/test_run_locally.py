@@ -23,7 +23,6 @@ import os
 import re
 import shlex
 import shutil
-import site
 import subprocess
 import sys
 import venv
@@ -60,7 +59,8 @@ def _seed_venv(clone: Path) -> dict[str, str]:
     Jupyter data and configuration."""
     venv.create(clone / ".venv", with_pip=True)
     (purelib,) = (clone / ".venv" / "lib").glob("python3*/site-packages")
-    ours = site.getsitepackages()
+    # This run's package folders: its venv's, and any that venv itself borrows.
+    ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     lines = [f"import site; site.addsitedir({path!r})" for path in ours]
     (purelib / "zz_test_overlay.pth").write_text("\n".join(lines) + "\n")
     prefixes = [clone / ".venv", *{Path(p).parents[2] for p in ours}]
@@ -94,7 +94,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
         text=True,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert server[:3] == [".venv/bin/jupyter", "lab", server[2]], server
+    assert server[:3] == [".venv/bin/python", "-m", "jupyterlab"], server
     return clone, env
 
 
@@ -107,9 +107,11 @@ def _server_command(clone: Path, env: dict[str, str]) -> list[str]:
     return shlex.split(dry.stdout.strip().splitlines()[-1])
 
 
-def _jupyter(clone: Path, env: dict[str, str], *args: str) -> str:
+def _python(clone: Path, env: dict[str, str], *args: str) -> str:
+    """Run the clone's .venv Python (the shortcut's venv has no console scripts of
+    its own: they belong to the packages it borrows)."""
     result = subprocess.run(
-        [str(clone / ".venv/bin/jupyter"), *args],
+        [str(clone / ".venv/bin/python"), *args],
         cwd=clone,
         env=env,
         capture_output=True,
@@ -124,14 +126,22 @@ def test_make_lab_installs_jupyterlab_at_its_pin(clone):
     (pin,) = re.findall(
         r"^jupyterlab==(\S+)", (ROOT / "requirements.txt").read_text(), re.M
     )
-    assert _jupyter(path, env, "lab", "--version").strip() == pin
+    assert _python(path, env, "-m", "jupyterlab", "--version").strip() == pin
 
 
 def test_make_lab_enables_jupytext_in_the_server_and_in_lab(clone):
     path, env = clone
-    server = _jupyter(path, env, "server", "extension", "list")
-    assert re.search(r"jupytext\S*\s+enabled", server), server
-    lab = _jupyter(path, env, "labextension", "list")
+    # What the server loads: every jupyter_server_config.d on Jupyter's config path.
+    loaded = (
+        "from jupyter_core.paths import jupyter_config_path\n"
+        "from jupyter_server.extension.config import ExtensionConfigManager\n"
+        "m = ExtensionConfigManager(read_config_path=jupyter_config_path())\n"
+        "print(sorted(n for n, on in m.get_jpserver_extensions().items() if on))"
+    )
+    server = _python(path, env, "-c", loaded)
+    assert "jupyterlab_jupytext'" in server and "'jupyterlab'" in server, server
+    lab = _python(path, env, "-m", "jupyterlab.labextensions", "list")
+    lab = re.sub(r"\x1b\[[0-9;]*m", "", lab)  # its colours
     assert re.search(r"jupyterlab-jupytext\S*\s+v?[\d.]+\s+enabled", lab), lab
 
 
@@ -147,7 +157,7 @@ def test_make_lab_opens_markdown_as_notebooks(clone):
 def test_make_lab_opens_an_existing_chapter_with_bnlib_installed(clone):
     path, env = clone
     command = _server_command(path, env)
-    assert (path / command[2]).is_file() and command[2].endswith(".md"), command
+    assert (path / command[3]).is_file() and command[3].endswith(".md"), command
     check = "import bnlib, bnbook; print(bnlib.__file__)"
     result = subprocess.run(
         [str(path / ".venv/bin/python"), "-c", check],

@@ -191,24 +191,35 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# One Chromium per test process, shared by every module that asks for one: the
+# Playwright sync API cannot run twice in one process at the same time.
+_CHROMIUM: dict = {"users": 0}
+
+
 @contextmanager
 def launch_chromium() -> Iterator[object]:
     """Debian's Chromium, headless, with no network (skips without it)."""
-    _require_chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as err:  # it is in requirements.txt, so only a broken venv
-        pytest.fail(f"playwright is not installed: {err}")
-    with sync_playwright() as playwright:
+    if _CHROMIUM["users"] == 0:
+        _require_chromium()
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError as err:  # it is in requirements.txt, so only a broken venv
+            pytest.fail(f"playwright is not installed: {err}")
+        playwright = sync_playwright().start()
         # launch() gives Chromium a fresh temporary profile (its --user-data-dir)
         # and every new_context() a clean one: no cache, cookies or storage.
-        chromium = playwright.chromium.launch(
+        _CHROMIUM["playwright"] = playwright
+        _CHROMIUM["browser"] = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    _CHROMIUM["users"] += 1
+    try:
+        yield _CHROMIUM["browser"]
+    finally:
+        _CHROMIUM["users"] -= 1
+        if _CHROMIUM["users"] == 0:
+            _CHROMIUM.pop("browser").close()
+            _CHROMIUM.pop("playwright").stop()
 
 
 @contextmanager
@@ -486,15 +497,19 @@ def test_accessibility_audit_runs(visit):
     assert all(v.loaded for v in visits)
 
 
-# Weight: what a reader's browser downloads to show a page (every image included).
-PAGE_BUDGET = 2 * 2**20  # 2 MiB
+# Weight: what a reader's browser downloads to show a page, served uncompressed (every
+# image included, lazy ones too). At most 2 MiB, the chapters' budget, for every page
+# but the API reference: one page generated from every docstring, 0.7 MB of HTML.
+PAGE_BUDGET = 2 * 2**20
+LARGER_BUDGETS = {"api": 2.5 * 2**20}
 
 
 @pytest.mark.parametrize("page", site_pages())
-def test_page_loads_at_most_2_mib(visit, page):
+def test_page_loads_at_most_its_budget(visit, page):
     loaded = visit(page, DESKTOP)
+    budget = LARGER_BUDGETS.get(page, PAGE_BUDGET)
     heaviest = sorted(loaded.loaded, key=lambda e: -e["bytes"])[:5]
-    assert loaded.weight <= PAGE_BUDGET, f"{loaded.weight / 2**20:.2f} MiB: {heaviest}"
+    assert loaded.weight <= budget, f"{loaded.weight / 2**20:.2f} MiB: {heaviest}"
 
 
 @pytest.mark.parametrize("page", site_pages())

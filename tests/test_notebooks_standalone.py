@@ -39,7 +39,7 @@ def test_build_ran_every_notebook_in_a_temporary_folder(book_build):
     for path, folder in EXECUTING.findall(book_build.log):
         ran.setdefault(str(Path(path).relative_to(ROOT)), []).append(folder)
     assert {page: ran.get(page) for page in notebook_pages()} == {
-        page: ["temporary directory"] for page in notebook_pages()
+        page: ["temporary CWD"] for page in notebook_pages()
     }
 
 

@@ -1,19 +1,21 @@
 # Two commands for a fresh clone (Python 3.11 and pip are all it needs):
 #   make book   build the site into _build/html (open _build/html/index.html)
 #   make test   run the whole test suite, the book build included
-# Both install what they need into a local virtual environment, .venv.
+#   make lab    open the chapters as notebooks in JupyterLab
+#   make pdf    the whole book as one PDF, _build/html/book.pdf (after make book)
+# All install what they need into a local virtual environment, .venv.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book serve test lint bench clean
+.PHONY: install book serve test lint bench clean lab lab-settings pdf repository
 
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml booktools/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	@# MathJax comes with requirements.txt (django-static-mathjax); the build copies it
@@ -28,6 +30,26 @@ book: install
 	rm -rf _build
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The site is in _build/html: open _build/html/index.html, or run 'make serve'."
+
+# The whole book as one PDF, printed from the built site by the Chromium that the
+# browser tests use (apt-get install chromium): numbered equations, figures, a
+# contents page and working links. Not part of `make book`: run it after.
+pdf: install
+	test -f _build/html/intro.html || $(MAKE) book
+	$(BIN)/python _ext/book_pdf.py _build/html
+
+# JupyterLab on the chapters: jupytext opens each .md chapter as a notebook.
+lab: lab-settings
+	$(BIN)/python -m jupyterlab chapters/normalization.md
+
+# JupyterLab's setting that opens Markdown files as notebooks (as on Binder).
+lab-settings: install
+	PATH="$(abspath $(BIN)):$$PATH" bash binder/postBuild
+
+# Point the book at another GitHub repository (your fork), for example
+#   make repository URL=https://github.com/you/how-batchnorm-works
+repository:
+	$(PYTHON) _ext/repository.py $(URL) $(if $(BRANCH),--branch $(BRANCH))
 
 serve:
 	$(BIN)/python -m http.server --directory _build/html 8000

@@ -7,8 +7,11 @@ test without touching the tests.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 from bs4 import BeautifulSoup
@@ -51,6 +54,18 @@ def site_pages() -> list[str]:
 
 def book_config() -> dict:
     return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def load_ext(name: str) -> ModuleType:
+    """Import a module of ``_ext/`` (the book's extensions and tools) by file."""
+    key = f"bookext_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, ROOT / "_ext" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.cache

@@ -185,3 +185,37 @@ def test_reproducibility_page_times_every_notebook(site):
     for page, seconds in times.items():
         assert float(seconds) >= 0, (page, seconds)
     assert {row[header.index("Status")] for row in body} == {"✅"}
+
+
+SITE_BUDGET = 12_000_000  # bytes, the whole site as published (12 MB)
+
+
+def test_site_is_at_most_12_mb(site):
+    sizes = {p: p.stat().st_size for p in site.rglob("*") if p.is_file()}
+    total = sum(sizes.values())
+    largest = sorted(sizes, key=sizes.get, reverse=True)[:5]
+    assert total <= SITE_BUDGET, f"{total / 1e6:.1f} MB; largest: {largest}"
+
+
+def test_site_ships_no_source_maps_or_unused_mathjax(site):
+    assert [str(p.relative_to(site)) for p in site.rglob("*.map")] == []
+    assert not list(site.rglob("fontawesome.js"))
+    mathjax = site / "mathjax"
+    for unused in ("sre", "output/svg", "ui", "a11y/sre.js", "tex-mml-chtml.js"):
+        assert not (mathjax / unused).exists(), f"mathjax/{unused} is never loaded"
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_page_ids_are_unique(site, page):
+    ids = re.findall(r'\bid="([^"]+)"', (site / f"{page}.html").read_text())
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []
+
+
+def test_bibliography_entries_are_list_items(site):
+    soup = parse_html(site / "bibliography.html")
+    lists = soup.select('[role="list"]')
+    assert lists, "no bibliography list"
+    for entries in lists:
+        roles = {child.get("role") for child in entries.find_all(recursive=False)}
+        assert roles == {"listitem"}, roles
+    assert soup.select('[role="doc-biblioentry"]') == []

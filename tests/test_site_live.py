@@ -12,12 +12,23 @@ import jupytext
 import nbformat
 import pytest
 import yaml
-from booksite import ROOT, book_config, notebook_pages, parse_html, toc_pages
+from booksite import (
+    ROOT,
+    book_config,
+    load_ext,
+    notebook_pages,
+    parse_html,
+    site_pages,
+    toc_pages,
+)
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 BINDER = ROOT / "binder"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+GITHUB_REPO = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+")
+# The placeholder README's "Publish your copy" shows for a reader's own fork.
+PLACEHOLDER = "https://github.com/OWNER/NAME"
 
 
 def _pins(path: Path) -> dict[str, Version]:
@@ -143,3 +154,65 @@ def test_pages_workflow_builds_tests_and_publishes_the_site():
     deploy = workflow["jobs"]["deploy"]
     assert deploy["needs"] == "build" and "refs/heads/main" in deploy["if"]
     assert any("deploy-pages" in s.get("uses", "") for s in deploy["steps"])
+
+
+def test_clone_commands_follow_the_repository_setting():
+    url = book_config()["repository"]["url"]
+    name = urlsplit(url).path.rstrip("/").split("/")[-1]
+    for path in (ROOT / "README.md", ROOT / "intro.md"):
+        text = path.read_text()
+        assert f"git clone {url} && cd {name}" in text, f"{path.name}: no clone command"
+        others = set(GITHUB_REPO.findall(text)) - {url, PLACEHOLDER}
+        assert others == set(), f"{path.name} names another repository: {others}"
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_repository_and_launch_links_are_built_from_the_setting(site, page):
+    config = book_config()
+    url, branch = config["repository"]["url"], config["repository"]["branch"]
+    binderhub = config["launch_buttons"]["binderhub_url"]
+    hrefs = [a["href"] for a in parse_html(site / f"{page}.html").select("a[href]")]
+    github = [h for h in hrefs if urlsplit(h).netloc == "github.com"]
+    assert url in github, f"{page}: no repository button linking to {url}"
+    assert [h for h in github if not h.startswith(url)] == []
+    org_repo = urlsplit(url).path.strip("/")
+    for href in (h for h in hrefs if h.startswith(binderhub)):
+        assert urlsplit(href).path == f"/v2/gh/{org_repo}/{branch}", href
+
+
+def test_set_repository_moves_the_book_and_fails_whole(tmp_path, monkeypatch):
+    repository = load_ext("repository")
+    files = {name: tmp_path / name for name in ("_config.yml", "README.md", "intro.md")}
+    for name, path in files.items():
+        path.write_text((ROOT / name).read_text())
+    monkeypatch.setattr(repository, "CONFIG", files["_config.yml"])
+    monkeypatch.setattr(
+        repository, "CLONE_FILES", (files["README.md"], files["intro.md"])
+    )
+    before = {name: path.read_text() for name, path in files.items()}
+    with pytest.raises(ValueError, match="expected a GitHub repository address"):
+        repository.set_repository("https://gitlab.com/someone/fork")
+    assert {n: p.read_text() for n, p in files.items()} == before
+
+    fork = "https://github.com/someone/fork-of-the-book"
+    changed = repository.set_repository(fork, branch="gh-main")
+    assert set(changed) == set(files.values())
+    config = yaml.safe_load(files["_config.yml"].read_text())
+    assert config["repository"] == {
+        **book_config()["repository"],
+        "url": fork,
+        "branch": "gh-main",
+    }
+    for name in ("README.md", "intro.md"):
+        text = files[name].read_text()
+        assert f"git clone {fork} && cd fork-of-the-book" in text
+        assert set(GITHUB_REPO.findall(text)) - {PLACEHOLDER} == {fork}
+
+
+def test_pages_workflow_points_the_book_at_its_own_repository():
+    workflow = yaml.safe_load((ROOT / ".github/workflows/book.yml").read_text())
+    runs = [step.get("run", "") for step in workflow["jobs"]["build"]["steps"]]
+    (at,) = [i for i, run in enumerate(runs) if "_ext/repository.py" in run]
+    assert "${{ github.repository }}" in runs[at]
+    assert at < runs.index("make book"), "set the repository before building"
+    assert "make pdf" in runs, "the published site links to the book's PDF"

@@ -1,0 +1,151 @@
+"""What a reader does on a page, in Chromium: tap the phone's menus, open a solution
+from its title, search the site opened from disk.
+
+The browser and the local server are those of tests/test_site_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from booksite import ROOT, notebook_pages, parse_html, toc_pages
+from test_site_browser import (
+    PHONE,
+    TIMEOUT_MS,
+    Visit,
+    _watch,
+    launch_chromium,
+    serve_site,
+)
+
+# The theme's menus on a phone: the button that opens each, and the dialog it opens.
+MENUS = {
+    "table of contents": (".primary-toggle", "#pst-primary-sidebar-modal"),
+    "page contents": (".secondary-toggle", "#pst-secondary-sidebar-modal"),
+}
+# Links that each menu shows once open.
+MENU_LINKS = {
+    "table of contents": "nav.bd-docs-nav a.reference",
+    "page contents": "#pst-page-toc-nav a",
+}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    with serve_site(site) as origin:
+        yield origin
+
+
+def _page(browser, origin: str, page: str, width: int, **context_options):
+    visit = Visit(page, width)
+    context = browser.new_context(
+        viewport={"width": width, "height": 844}, **context_options
+    )
+    tab = context.new_page()
+    tab.set_default_timeout(TIMEOUT_MS)
+    _watch(tab, visit, origin)
+    tab.goto(f"{origin}{page}.html", wait_until="networkidle")
+    return context, tab, visit
+
+
+def _pages_with_solutions() -> list[str]:
+    return [
+        page
+        for page in toc_pages()
+        if "solution-start" in (ROOT / f"{page}.md").read_text()
+        or "{solution}" in (ROOT / f"{page}.md").read_text()
+    ]
+
+
+@pytest.mark.parametrize("menu", MENUS)
+@pytest.mark.parametrize("page", [toc_pages()[0], notebook_pages()[-1]])
+def test_phone_menu_opens_when_its_visible_button_is_tapped(
+    browser, server, page, menu
+):
+    button_selector, dialog_selector = MENUS[menu]
+    context, tab, visit = _page(
+        browser, server, page, PHONE, has_touch=True, is_mobile=True
+    )
+    try:
+        visible = [b for b in tab.query_selector_all(button_selector) if b.is_visible()]
+        assert len(visible) == 1, f"{len(visible)} visible {button_selector} buttons"
+        visible[0].tap()
+        dialog = tab.locator(dialog_selector)
+        dialog.wait_for(state="visible", timeout=5_000)
+        assert dialog.evaluate("d => d.open"), f"the {menu} did not open"
+        links = dialog.locator(MENU_LINKS[menu])
+        assert links.count() > 0 and links.first.is_visible()
+        tab.keyboard.press("Escape")
+        dialog.wait_for(state="hidden", timeout=5_000)
+        assert visit.console_errors == []
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("page", _pages_with_solutions())
+def test_link_in_a_solution_title_opens_the_solution(browser, server, page):
+    context, tab, visit = _page(browser, server, page, 1280)
+    try:
+        solution = tab.locator("div.solution.toggle").first
+        assert "toggle-hidden" in solution.get_attribute("class")
+        solution.locator(".admonition-title a").first.click()
+        tab.wait_for_timeout(300)
+        assert "toggle-hidden" not in solution.get_attribute("class")
+        body = solution.locator(":scope > :not(.admonition-title)").first
+        assert body.is_visible(), "the solution's text is still hidden"
+        assert visit.console_errors == []
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_ids_are_unique_once_scripts_ran(browser, server, page):
+    context, tab, _ = _page(browser, server, page, 1280)
+    try:
+        ids = tab.eval_on_selector_all("[id]", "nodes => nodes.map((n) => n.id)")
+    finally:
+        context.close()
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    assert repeated == []
+
+
+def test_search_from_disk_shows_snippets(browser, site):
+    """The site opened as files (file://), as a reader who downloaded it would."""
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        tab.goto((site / "search.html").as_uri() + "?q=momentum")
+        tab.wait_for_selector("#search-results ul.search li a")
+        tab.wait_for_selector("#search-results ul.search li p.context")
+        tab.wait_for_load_state("networkidle")
+        # Sphinx gives an API entry (a result with a description) no snippet.
+        pages = tab.locator("#search-results ul.search li:not(:has(> span))")
+        snippets = pages.locator("p.context")
+        assert pages.count() > 0
+        assert snippets.count() == pages.count(), "page results without a snippet"
+        text = snippets.first.inner_text()
+        assert re.search("momentum", text, re.I), text
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_solution_titles_link_to_their_exercise(site):
+    """The link the solution test clicks exists: each solution names its exercise."""
+    pages = _pages_with_solutions()
+    assert pages, "no page with a solution to test"
+    for page in pages:
+        titles = parse_html(site / f"{page}.html").select(
+            "div.solution .admonition-title a[href^='#']"
+        )
+        assert titles, f"{page}: no solution title links to its exercise"

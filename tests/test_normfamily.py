@@ -68,3 +68,36 @@ def test_draw_norm_cube_shades_the_set():
     nf.draw_norm_cube(ax, lambda n, c: c == 0, "BN")
     assert len(ax.patches) > 36
     plt.close(fig)
+
+
+def _shaded_depth_faces(ax, n_c=6):
+    """Blue (shaded) faces above the front (top faces) or right of it (sides)."""
+    faces = []
+    for patch in ax.patches:
+        rgb = patch.get_facecolor()[:3]
+        xy = patch.get_xy()
+        if rgb[2] - rgb[0] > 0.2 and (
+            xy[:, 1].max() > n_c + 0.5 or xy[:, 0].max() > 6.5
+        ):
+            faces.append(xy)
+    return faces
+
+
+def test_draw_norm_cube_shows_the_depth_of_an_instance_set():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    nf.draw_norm_cube(ax, lambda n, c: n == 2 and c == 5, "IN")
+    faces = _shaded_depth_faces(ax)
+    assert len(faces) == 1  # the top face of the one shaded column
+    assert faces[0][:, 0].min() == 2 and faces[0][:, 1].min() == 6
+    plt.close(fig)
+
+
+def test_draw_norm_cube_refuses_a_set_whose_depth_is_hidden():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="top row"):
+        nf.draw_norm_cube(ax, lambda n, c: n == 2 and c == 2, "IN")
+    plt.close(fig)

@@ -161,8 +161,23 @@ def draw_norm_cube(ax, shaded, title: str) -> None:
     """One (N, C, H*W) block as a cube of cells, the cells of one set ``S`` shaded.
 
     ``shaded(n, c)`` says whether column ``(n, c)`` (all of H*W) is in the set.
+    Only the front face, the top row's top faces and the last column's side faces
+    are visible, so the set must reach the top row or the last column: otherwise
+    the picture would hide that it runs through the H*W depth.
+
+    Raises
+    ------
+    ValueError
+        If no cell of the set lies in the top row or the last column.
     """
     n_n, n_c, depth = 6, 6, 3
+    cells = [(n, c) for n in range(n_n) for c in range(n_c) if shaded(n, c)]
+    if not any(c == n_c - 1 or n == n_n - 1 for n, c in cells):
+        raise ValueError(
+            "the shaded set must include a cell of the top row (c = "
+            f"{n_c - 1}) or of the last column (n = {n_n - 1}) so that its H*W depth "
+            f"shows, got cells {cells}"
+        )
     ox, oy = 0.45, 0.35  # the oblique offset of the depth (H*W) axis
     for n in range(n_n):
         for c in range(n_c):

@@ -87,7 +87,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     server = _server_command(clone, env)
     # Everything `make lab` does before it starts the server:
     result = subprocess.run(
-        ["make", "lab-settings", f"PYTHON={sys.executable}"],
+        ["make", "--no-print-directory", "lab-settings", f"PYTHON={sys.executable}"],
         cwd=clone,
         env=env,
         capture_output=True,
@@ -101,7 +101,11 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
 def _server_command(clone: Path, env: dict[str, str]) -> list[str]:
     """The last command of ``make lab``, which starts the server (not run)."""
     dry = subprocess.run(
-        ["make", "-n", "lab"], cwd=clone, env=env, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", "lab"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert dry.returncode == 0, dry.stderr
     return shlex.split(dry.stdout.strip().splitlines()[-1])

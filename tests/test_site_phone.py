@@ -22,7 +22,7 @@ PHONE_JS = r"""async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
     await MathJax.startup.promise;
   }
-  const main = document.querySelector("article.bd-article") || document.body;
+  const main = document.querySelector("article.bd-article, main") || document.body;
   const raw = /\$\S|\\[A-Za-z]{2,}/;
   const skip = "pre, code, script, style, textarea, mjx-container, .math, "
     + ".highlight, .cell_output";

@@ -154,3 +154,16 @@ def test_compile_times_without_numba_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(ImportError, match=r"bnlib-batchnorm\[fast\]"):
         bench.compile_times()
+
+
+def test_run_case_times_only_the_phases_asked_for():
+    case = bench.run_case((6, 3), "float64", 1e10, 1, 0, peaks=False, phases=("both",))
+    assert all(set(p) == {"both"} for p in case.seconds.values())
+    assert all(p is None for p in case.peak_bytes.values())
+    text = bench.format_report(bench.Report({}, 1e10, [case]))
+    assert "      n/a" in text and "(6, 3)" in text
+
+
+def test_run_case_rejects_unknown_phases():
+    with pytest.raises(ValueError, match="expected phases among"):
+        bench.run_case((6, 3), "float64", 1e10, phases=("sideways",))

@@ -33,8 +33,9 @@ def test_case_result_ratio_and_fraction(report):
     c = report.cases[0]
     assert c.ratio("bnlib", "torch") == 0.5
     assert c.ratio("textbook", "bnlib", "forward") == 4.0
-    assert c.fraction_of_limit() == 0.5
-    assert c.fraction_of_limit("torch") == 0.25
+    # times 1.0 (bnlib) and 2.0 (torch) over the floor of 0.5 s
+    assert c.floors() == 2.0
+    assert c.floors("torch") == 4.0
 
 
 def test_report_targets_from_known_timings(report):
@@ -48,9 +49,9 @@ def test_report_targets_from_known_timings(report):
     vs_torch = got["numba: time / torch time, float32 geometric mean"]
     assert vs_torch.value == pytest.approx(1.0) and not vs_torch.met
     assert got["numba: time / torch time, float32 worst case"].value == 2.0
-    # limit / numba time on the float32 cases: 0.5 and 0.25.
-    fraction = got["numba: fraction of bandwidth bound, worst float32"]
-    assert fraction.value == 0.25 and not fraction.met
+    # numba time / floor on the float32 cases: 1.0 / 0.5 and 2.0 / 0.5.
+    floors = got["numba: time in floors, worst float32"]
+    assert floors.value == 4.0 and not floors.met
     cached = got["numba: cached import + first call (s)"]
     assert cached.value == 2.5 and cached.met
 
@@ -82,3 +83,8 @@ def test_format_report_shows_times_ratios_and_verdicts(report):
     assert "NOT met" in text and "met" in text
     assert "      n/a" in text  # torch's peak memory is not traced
     assert "cold (empty cache, compiles the kernels): 9.00 s" in text
+    assert "floor = 8 x bytes(x) / bandwidth" in text
+    # the (4, 2) float32 case: floor 500 ms, bnlib 2, numba 2 and torch 4 floors
+    rows = [ln.split() for ln in text.splitlines() if ln.startswith("(4, 2)")]
+    ratios = [r for r in rows if r[2] == "float32" and r[3] == "0.50"]
+    assert ratios and ratios[0][-4:] == ["500.00", "2.00", "2.00", "4.00"]

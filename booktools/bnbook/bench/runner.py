@@ -24,11 +24,12 @@ every call of the numba backend from its first, in three fresh interpreters, and
 prints the medians over the three runs: no call after the first should take more
 than 1.5 times the steady median.
 
-The time limit is ``PASSES`` passes over ``x`` at the bandwidth of one large
-``np.copyto`` (bytes read plus written per second, by one core). Several cores can
-move more, so for a run on several threads this limit is too long a time and the
-fractions of it flatter the run; they can pass 100%. Peak memory is
-measured with :mod:`tracemalloc`, which sees numpy's allocations but not torch's.
+The floor is the time to move ``PASSES`` arrays the size of ``x`` at the bandwidth
+of one large ``np.copyto`` (bytes read plus written per second, by one core); times
+are also reported in multiples of it. Several cores can move more, so for a run on
+several threads the floor is too long a time and the multiples flatter the run;
+they can fall below 1. Peak memory is measured with :mod:`tracemalloc`, which sees
+numpy's allocations but not torch's.
 
 See Also
 --------
@@ -156,10 +157,15 @@ def _torch_calls(x: np.ndarray, dy: np.ndarray, gamma: np.ndarray) -> Calls:
 
 
 def _median_times(
-    calls: dict[str, Calls], repeats: int, warmup: int
+    calls: dict[str, Calls], repeats: int, warmup: int, phases: Sequence[str] = PHASES
 ) -> dict[str, dict[str, float]]:
     """Median seconds per (implementation, phase); the turns are interleaved."""
-    flat = {(impl, ph): fn for impl, c in calls.items() for ph, fn in c.items()}
+    flat = {
+        (impl, ph): fn
+        for impl, c in calls.items()
+        for ph, fn in c.items()
+        if ph in phases
+    }
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in flat}
     for fn in flat.values():
         for _ in range(warmup):
@@ -210,6 +216,7 @@ def run_case(
     warmup: int = 2,
     seed: int = 0,
     peaks: bool = True,
+    phases: Sequence[str] = PHASES,
 ) -> CaseResult:
     """Time forward, backward and both for every implementation on one case.
 
@@ -227,6 +234,8 @@ def run_case(
     peaks : bool
         Measure the peak memory of bnlib and the textbook version (one more run of
         each, traced; slow).
+    phases : sequence of str
+        Which of ``PHASES`` to time; ``("both",)`` takes a third of the time.
 
     Returns
     -------
@@ -238,6 +247,8 @@ def run_case(
             "expected a float32 or float64 dtype and a shape (N, C, *) of positive "
             f"sizes, got dtype {dtype} and shape {tuple(shape)}"
         )
+    if not phases or not set(phases) <= set(PHASES):
+        raise ValueError(f"expected phases among {PHASES}, got {tuple(phases)}")
     rng = np.random.default_rng(seed)
     x = rng.normal(1.0, 2.0, size=tuple(shape)).astype(dt)
     dy = rng.normal(size=x.shape).astype(dt)
@@ -254,7 +265,7 @@ def run_case(
         if impl in calls:
             calls[impl]["both"]()  # compiles numba's kernels: not part of the peak
             peak[impl] = peak_bytes(calls[impl]["both"])
-    seconds = _median_times(calls, repeats, warmup)
+    seconds = _median_times(calls, repeats, warmup, phases)
     limit = PASSES * x.nbytes / bandwidth
     return CaseResult(tuple(shape), dt.name, x.nbytes, seconds, peak, limit)
 
@@ -266,6 +277,8 @@ def run(
     warmup: int = 2,
     bandwidth: float | None = None,
     compile: bool = False,
+    peaks: bool = True,
+    phases: Sequence[str] = PHASES,
 ) -> Report:
     """Measure the bandwidth, then every case in every dtype.
 
@@ -281,6 +294,8 @@ def run(
     compile : bool
         Also time the numba backend's compilation, cold and cached, in two child
         processes (:func:`bnbook.bench.compile.compile_times`), if numba is installed.
+    peaks, phases
+        As in :func:`run_case`.
 
     Returns
     -------
@@ -295,7 +310,7 @@ def run(
         bandwidth = measure_bandwidth(BANDWIDTH_BYTES)
     compiled = compile_times() if compile and have_numba() else None
     results = [
-        run_case(shape, dtype, bandwidth, repeats, warmup)
+        run_case(shape, dtype, bandwidth, repeats, warmup, peaks=peaks, phases=phases)
         for shape in cases
         for dtype in dtypes
     ]

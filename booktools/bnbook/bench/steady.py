@@ -6,10 +6,17 @@ fills numba's cache. Each chooses the numba backend and times ``CALLS`` forward 
 backward passes on one batch, from the very first call, which prepares the
 kernels (see :func:`bnlib._kernels.numba_backend.warm_up`). A run's steady time is
 the median of the calls after the first; its worst ratio is its slowest call after
-the first over that median. The report gives each run and the medians over runs.
+the first over that median.
+
+The verdict is on the per-call medians over runs: call ``k``'s time is the median of
+call ``k`` in every run. That is the one rule for leaving out pauses caused by other
+processes. A pause of another process's making hits one run's call, and rarely the
+same call in most runs, so it does not move that median. A slowness of bnlib's own
+(a kernel compiled or loaded late, memory touched for the first time) comes back in
+every run, at the same call, and does.
 
 Two clocks: wall time, what a user waits, and CPU time of the whole process (every
-thread, user and system), which a busy machine's other processes do not inflate.
+thread, user and system), which a busy machine's other processes inflate less.
 On a shared machine the wall times jump whatever bnlib does; the CPU times show
 what bnlib's own calls cost.
 """
@@ -25,7 +32,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["CALLS", "RUNS", "SHAPE", "Run", "format_steady", "main", "measure"]
+__all__ = [
+    "CALLS",
+    "LIMIT",
+    "RUNS",
+    "SHAPE",
+    "Run",
+    "format_steady",
+    "main",
+    "measure",
+    "per_call_medians",
+]
 
 SHAPE = (256, 256, 14, 14)  # the case whose first calls jumped (issue 22)
 CALLS = 12
@@ -61,15 +78,46 @@ class Run:
     wall: list[float]
     cpu: list[float]
 
-    @staticmethod
-    def _stats(times: list[float]) -> tuple[float, float, float]:
-        steady = statistics.median(times[1:])
-        return times[0], steady, max(times[1:]) / steady
+    def times(self, clock: str) -> list[float]:
+        """The call times of ``clock``, ``"wall"`` or ``"cpu"``."""
+        if clock not in ("wall", "cpu"):
+            raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+        return self.wall if clock == "wall" else self.cpu
 
     def stats(self, clock: str) -> tuple[float, float, float]:
         """``(first call, steady median, worst later call / median)`` of a clock,
         ``"wall"`` or ``"cpu"``."""
-        return self._stats(self.wall if clock == "wall" else self.cpu)
+        return _stats(self.times(clock))
+
+
+def _stats(times: Sequence[float]) -> tuple[float, float, float]:
+    steady = statistics.median(times[1:])
+    return times[0], steady, max(times[1:]) / steady
+
+
+def per_call_medians(runs: Sequence[Run], clock: str) -> list[float]:
+    """Call ``k``'s median over the runs, for every ``k``, in seconds.
+
+    Parameters
+    ----------
+    runs : sequence of Run
+        At least one, all with the same number of calls.
+    clock : {"wall", "cpu"}
+
+    Returns
+    -------
+    list of float
+        One time per call, from the first.
+    """
+    lengths = {len(r.times(clock)) for r in runs}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"expected runs with the same number of calls, got {sorted(lengths)}"
+        )
+    return [
+        statistics.median(calls)
+        for calls in zip(*(r.times(clock) for r in runs), strict=True)
+    ]
 
 
 def _child(shape: Sequence[int], calls: int, dtype: str) -> Run:
@@ -113,26 +161,34 @@ def measure(
 
 
 def format_steady(runs: list[Run], shape: Sequence[int] = SHAPE) -> str:
-    """A table of each run and the medians over runs, in milliseconds."""
+    """A table of each run and of the per-call medians over runs, in milliseconds.
+
+    The verdict (no call after the first above ``LIMIT`` times the steady median)
+    is given on the per-call medians, for each clock.
+    """
     lines = [
         f"numba backend, forward + backward on {tuple(shape)}, every call from the "
-        "first:",
-        f"{'run':>6} {'clock':>5} {'first ms':>9} {'steady ms':>10} "
+        f"first, in {len(runs)} fresh interpreters:",
+        f"{'run':>8} {'clock':>5} {'first ms':>9} {'steady ms':>10} "
         f"{'worst/steady':>13}",
     ]
     for clock in ("wall", "cpu"):
-        stats = [r.stats(clock) for r in runs]
-        for i, (first, steady, worst) in enumerate(stats, 1):
+        for i, run in enumerate(runs, 1):
+            first, steady, worst = run.stats(clock)
             lines.append(
-                f"{i:>6} {clock:>5} {1e3 * first:>9.1f} {1e3 * steady:>10.1f} "
+                f"{i:>8} {clock:>5} {1e3 * first:>9.1f} {1e3 * steady:>10.1f} "
                 f"{worst:>13.2f}"
             )
-        med = [statistics.median(s[j] for s in stats) for j in range(3)]
-        verdict = "met" if med[2] <= LIMIT else "NOT met"
+        first, steady, worst = _stats(per_call_medians(runs, clock))
+        verdict = "met" if worst <= LIMIT else "NOT met"
         lines.append(
-            f"{'median':>6} {clock:>5} {1e3 * med[0]:>9.1f} {1e3 * med[1]:>10.1f} "
-            f"{med[2]:>13.2f}  (target <= {LIMIT}: {verdict})"
+            f"{'per-call':>8} {clock:>5} {1e3 * first:>9.1f} {1e3 * steady:>10.1f} "
+            f"{worst:>13.2f}  (target <= {LIMIT}: {verdict})"
         )
+    lines += [
+        "per-call: call k's median over the runs, for every k; a pause of another",
+        "  process's making rarely hits the same call in most runs, bnlib's own do.",
+    ]
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import bnlib
+from bnbook.bench import compile as compile_times_module
 from bnbook.bench import runner as bench
 
 TOL = 1e-10
@@ -143,6 +144,8 @@ def test_compile_times_reports_a_cold_and_a_cached_start(tmp_path):
     assert set(seconds) == {"cold", "cached"}
     assert all(math.isfinite(s) and s > 0 for s in seconds.values())
     assert any(tmp_path.rglob("*.nbi"))  # the cold start filled the cache
+    again = compile_times_module.first_call_seconds(str(tmp_path))
+    assert math.isfinite(again) and again > 0
 
 
 def test_compile_times_without_numba_names_the_extra(monkeypatch):

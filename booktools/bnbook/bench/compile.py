@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 
-__all__ = ["FIRST_CALL", "compile_times"]
+__all__ = ["FIRST_CALL", "compile_times", "first_call_seconds"]
 
 # Timed from before `import bnlib` to the end of the first forward and backward passes
 # on a 4-D and a 2-D float32 batch, in a fresh interpreter: every float32 kernel.
@@ -30,8 +30,10 @@ print(time.perf_counter() - start)
 """
 
 
-def _first_call(cache_dir: str) -> float:
-    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+def _first_call(cache_dir: str | None) -> float:
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
     out = subprocess.run(
         [sys.executable, "-c", FIRST_CALL],
         env=env,
@@ -40,6 +42,27 @@ def _first_call(cache_dir: str) -> float:
         check=True,
     )
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def first_call_seconds(cache_dir: str | None = None) -> float:
+    """Seconds from ``import bnlib`` to the end of a first call, in a fresh process.
+
+    Parameters
+    ----------
+    cache_dir : str, optional
+        numba's cache folder; if not given, the child's environment decides
+        (``NUMBA_CACHE_DIR``, else bnlib's folder in the user's cache). A filled
+        cache gives the cached start; an empty one compiles every kernel first.
+
+    Returns
+    -------
+    float
+        Start-up of the interpreter not counted, its imports counted.
+    """
+    from bnlib.backend import _load
+
+    _load("numba", "the backend")  # the ImportError naming the extra, here
+    return _first_call(cache_dir)
 
 
 def compile_times(cache_dir: str | None = None) -> dict[str, float]:

@@ -3,8 +3,11 @@ the book built once per test run.
 
 The build is a session fixture that every xdist worker shares through a lock file in
 the run's common temporary folder: the first worker that needs it builds the book,
-the others wait for it and reuse it. (``--dist loadgroup`` cannot do this alone:
-under pytest 9 xdist 3.8's ``xdist_group`` no longer keeps a group on one worker.)
+the others wait for it and reuse it. On a whole-suite run (``make test``) the build
+starts with the session, in a child process, and the tests that need it run last,
+so that the build and the other tests share the machine's cores. (``--dist loadgroup``
+cannot do this alone: under pytest 9 xdist 3.8's ``xdist_group`` no longer keeps a
+group on one worker.)
 
 Every test that uses the build (``book_build`` or ``site``, directly or through
 another fixture) is marked ``book`` and put in the ``build`` xdist group here, so
@@ -16,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -89,38 +93,97 @@ class BookBuild:
         return self.out / "_build" / "jupyter_execute"
 
 
-def _build_book(out: Path) -> dict:
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "jupyter-book"),
-            "build",
-            str(ROOT),
-            "-W",
-            "-n",
-            "--keep-going",
-            "--path-output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+# The build runs in its own process, which writes its result to ``build.json`` and
+# holds the lock (an inherited file descriptor) until it has.
+_BUILDER = """
+import json, subprocess, sys
+record, cwd, *command = sys.argv[1:]
+result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+log = result.stdout + result.stderr
+with open(record + ".part", "w") as f:
+    json.dump({"returncode": result.returncode, "log": log}, f)
+import os; os.replace(record + ".part", record)
+"""
+
+
+def _start_build(out: Path, lock) -> subprocess.Popen:
+    """Build the book into ``out`` in a child process that inherits ``lock``."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(Path(sys.executable).parent / "jupyter-book"),
+        "build",
+        str(ROOT),
+        "-W",
+        "-n",
+        "--keep-going",
+        "--path-output",
+        str(out),
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-c", _BUILDER, str(out / "build.json"), str(ROOT), *command],
+        pass_fds=(lock.fileno(),),
+        start_new_session=True,  # so that an early stop can end the whole build
     )
-    return {"returncode": result.returncode, "log": result.stdout + result.stderr}
+
+
+def _shared_folder(basetemp: Path) -> Path:
+    """The folder that the controller and every xdist worker of this run share."""
+    if os.environ.get("BOOK_BUILD_DIR"):
+        # For a developer rerunning site tests: reuse the build (and its build.json)
+        # of an earlier run, e.g. /tmp/pytest-of-$USER/pytest-N/book.
+        return Path(os.environ["BOOK_BUILD_DIR"]).parent
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return basetemp.parent
+    return basetemp
+
+
+def _book_folder(shared: Path) -> Path:
+    return Path(os.environ.get("BOOK_BUILD_DIR") or shared / "book")
+
+
+_EARLY: list[subprocess.Popen] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """On a whole-suite run, start the build at once, beside the first tests.
+
+    The build takes minutes and the site tests wait for it; started when the first
+    site test asks for it, it would begin only after that worker's other tests.
+    """
+    config = session.config
+    whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    wants_book = "book" not in (config.option.markexpr or "")
+    if (
+        os.environ.get("PYTEST_XDIST_WORKER")
+        or os.environ.get("BOOK_BUILD_DIR")
+        or not (whole_suite and wants_book)
+        or config.option.collectonly
+    ):
+        return
+    shared = _shared_folder(config._tmp_path_factory.getbasetemp())
+    with open(shared / "book.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _EARLY.append(_start_build(_book_folder(shared), lock))
+    # The child still holds the lock through its copy of the descriptor.
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for child in _EARLY:
+        if child.poll() is None:  # the run ended early: no one needs the build
+            os.killpg(child.pid, signal.SIGTERM)
+            child.wait()
 
 
 @pytest.fixture(scope="session")
 def book_build(tmp_path_factory: pytest.TempPathFactory) -> BookBuild:
     """Build the whole book, as ``make book`` does, once per test run."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the folder that all workers of this run share
-    out = shared / "book"
+    shared = _shared_folder(tmp_path_factory.getbasetemp())
+    out = _book_folder(shared)
+    record = out / "build.json"
     with open(shared / "book.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        record = out / "build.json"
         if not record.exists():
-            out.mkdir(exist_ok=True)
-            record.write_text(json.dumps(_build_book(out)))
+            _start_build(out, lock).wait()
         result = json.loads(record.read_text())
     return BookBuild(result["returncode"], result["log"], out)
 
@@ -143,3 +206,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if BUILD_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("build"))
             item.add_marker(pytest.mark.book)
+    # The site tests last, so that the other tests run while the book builds.
+    items.sort(key=lambda item: item.get_closest_marker("book") is not None)

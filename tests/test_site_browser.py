@@ -3,7 +3,8 @@
 Playwright drives Debian's ``chromium`` (never a downloaded browser) against the site
 served from 127.0.0.1, with every other host unreachable. Each page is opened once at
 desktop width (1280 px) and once at phone width (390 px); a full-page screenshot of
-each goes to ``_build/screenshots/<width>px/`` for review.
+each goes to ``_build/screenshots/<width>px/`` for review (the first screens only of
+a page taller than ``FULL_SHOT_MAX_PX``, such as the API reference).
 
 The same visit runs axe-core (bundled by axe-playwright-python) over the page and
 records every byte the page loaded, for the accessibility and weight checks.
@@ -13,10 +14,7 @@ Without chromium these tests skip and say why; with ``CI=true`` they fail instea
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from booksite import ROOT, element_ids, site_pages, toc_pages
+from booksite import ROOT, element_ids, load_ext, site_pages, toc_pages
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -42,6 +40,9 @@ CHROMIUM_ARGS = [
 DESKTOP, PHONE = 1280, 390
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 TIMEOUT_MS = 30_000
+# Taller pages get a screenshot of their first screen: a full-page shot of the API
+# reference takes longer than the timeout on a busy 2-core machine.
+FULL_SHOT_MAX_PX = 40_000
 
 # Runs in the page once MathJax has finished: every math node is typeset, no raw TeX
 # delimiters are left in the text outside code, and which authored display equations
@@ -166,6 +167,7 @@ class Visit:
     overflow: dict = field(default_factory=dict)
     loaded: list[dict] = field(default_factory=list)
     axe: list[dict] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
     screenshot: Path | None = None
 
     @property
@@ -184,11 +186,6 @@ def _require_chromium() -> None:
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(f"CI=true, so the browser tests may not skip: {reason}")
     pytest.skip(reason)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 # One Chromium per test process, shared by every module that asks for one: the
@@ -222,19 +219,8 @@ def launch_chromium() -> Iterator[object]:
             _CHROMIUM.pop("playwright").stop()
 
 
-@contextmanager
-def serve_site(site: Path) -> Iterator[str]:
-    """The built site over HTTP on 127.0.0.1, as a reader's browser would get it."""
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+# The same small HTTP server that prints the PDF serves the site to the tests.
+serve_site = load_ext("book_pdf").serve
 
 
 @pytest.fixture(scope="session")
@@ -293,6 +279,7 @@ def _open(browser, origin: str, page_name: str, width: int, query: str = "") -> 
         visit.links = page.evaluate(LINKS_JS)
         visit.overflow = page.evaluate(OVERFLOW_JS)
         visit.loaded = page.evaluate(LOADED_JS)
+        visit.ids = page.eval_on_selector_all("[id]", "nodes => nodes.map(n => n.id)")
         if not query:
             visit.axe = _axe(page)
         if query:
@@ -301,7 +288,9 @@ def _open(browser, origin: str, page_name: str, width: int, query: str = "") -> 
                 "#search-results ul.search li a", "links => links.map(a => a.href)"
             )
         name = page_name + "".join(c if c.isalnum() else "-" for c in query)
-        visit.screenshot = _save(page.screenshot(full_page=True), width, name)
+        height = page.evaluate("document.documentElement.scrollHeight")
+        shot = page.screenshot(full_page=height <= FULL_SHOT_MAX_PX)
+        visit.screenshot = _save(shot, width, name)
     finally:
         context.close()
     return visit
@@ -337,8 +326,25 @@ def _save(png: bytes, width: int, name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def visit(browser, server: str) -> Callable[[str, int], Visit]:
-    """Open a page at a width, once per session however many tests ask for it."""
-    return functools.cache(functools.partial(_open, browser, server))
+    """Open a page at a width, once per session however many tests ask for it.
+
+    A visit that failed fails every test that asks for it, without opening the page
+    again.
+    """
+    visits: dict[tuple, Visit | Exception] = {}
+
+    def get(page_name: str, width: int, query: str = "") -> Visit:
+        key = (page_name, width, query)
+        if key not in visits:
+            try:
+                visits[key] = _open(browser, server, page_name, width, query)
+            except Exception as err:  # kept, and raised again for each test
+                visits[key] = err
+        if isinstance(visits[key], Exception):
+            raise visits[key]
+        return visits[key]
+
+    return get
 
 
 def _target(site: Path, origin: str, href: str) -> tuple[Path, str] | None:
@@ -514,3 +520,10 @@ def test_page_loads_the_search_index_only_for_search(visit, page):
     assert bool(index) == (page == "search"), index
     assert [u for u in urls if "fontawesome" in u and u.endswith(".js")] == []
     assert [u for u in urls if u.endswith(".map")] == []
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_ids_are_unique_once_scripts_ran(visit, page):
+    ids = visit(page, DESKTOP).ids
+    assert ids, "no element with an id: the page did not load"
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []

@@ -7,6 +7,7 @@ The browser and the local server are those of tests/test_site_browser.py.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import pytest
 from booksite import ROOT, notebook_pages, parse_html, toc_pages
@@ -43,16 +44,21 @@ def server(site):
         yield origin
 
 
+@contextmanager
 def _page(browser, origin: str, page: str, width: int, **context_options):
+    """A page opened in a fresh context, with its console watched; closed after."""
     visit = Visit(page, width)
     context = browser.new_context(
         viewport={"width": width, "height": 844}, **context_options
     )
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    _watch(tab, visit, origin)
-    tab.goto(f"{origin}{page}.html", wait_until="networkidle")
-    return context, tab, visit
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        _watch(tab, visit, origin)
+        tab.goto(f"{origin}{page}.html", wait_until="networkidle")
+        yield tab, visit
+    finally:
+        context.close()
 
 
 def _pages_with_solutions() -> list[str]:
@@ -70,10 +76,10 @@ def test_phone_menu_opens_when_its_visible_button_is_tapped(
     browser, server, page, menu
 ):
     button_selector, dialog_selector = MENUS[menu]
-    context, tab, visit = _page(
-        browser, server, page, PHONE, has_touch=True, is_mobile=True
-    )
-    try:
+    with _page(browser, server, page, PHONE, has_touch=True, is_mobile=True) as (
+        tab,
+        visit,
+    ):
         visible = [b for b in tab.query_selector_all(button_selector) if b.is_visible()]
         assert len(visible) == 1, f"{len(visible)} visible {button_selector} buttons"
         visible[0].tap()
@@ -85,14 +91,11 @@ def test_phone_menu_opens_when_its_visible_button_is_tapped(
         tab.keyboard.press("Escape")
         dialog.wait_for(state="hidden", timeout=5_000)
         assert visit.console_errors == []
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("page", _pages_with_solutions())
 def test_link_in_a_solution_title_opens_the_solution(browser, server, page):
-    context, tab, visit = _page(browser, server, page, 1280)
-    try:
+    with _page(browser, server, page, 1280) as (tab, visit):
         solution = tab.locator("div.solution.toggle").first
         assert "toggle-hidden" in solution.get_attribute("class")
         solution.locator(".admonition-title a").first.click()
@@ -101,19 +104,6 @@ def test_link_in_a_solution_title_opens_the_solution(browser, server, page):
         body = solution.locator(":scope > :not(.admonition-title)").first
         assert body.is_visible(), "the solution's text is still hidden"
         assert visit.console_errors == []
-    finally:
-        context.close()
-
-
-@pytest.mark.parametrize("page", toc_pages())
-def test_page_ids_are_unique_once_scripts_ran(browser, server, page):
-    context, tab, _ = _page(browser, server, page, 1280)
-    try:
-        ids = tab.eval_on_selector_all("[id]", "nodes => nodes.map((n) => n.id)")
-    finally:
-        context.close()
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    assert repeated == []
 
 
 def test_search_from_disk_shows_snippets(browser, site):

@@ -350,3 +350,17 @@ def test_sync_batch_norm_under_torchrun(tmp_path):
     got, want = _gathered(ranks, "uneven"), _reference(sw.SIZES[2], 1)
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=0, atol=TOL, err_msg=key)
+
+
+def test_split_parts_adds_up_and_charges_the_wait_to_the_early_process():
+    """Two processes, one collective: process 0 enters at 1.0, process 1 at 3.0,
+    both leave at 3.5; the parts are written by hand from those times."""
+    from bnbook.sync_timing import split_parts
+
+    # per process, one step: start, end, enter, exit
+    times = np.array([[[0.0, 4.0, 1.0, 3.5]], [[0.5, 4.5, 3.0, 3.5]]])
+    parts, each = split_parts(times)
+    np.testing.assert_allclose(parts[0, 0], [1.0 + 0.5, 2.0, 0.5])
+    np.testing.assert_allclose(parts[1, 0], [2.5 + 1.0, 0.0, 0.5])
+    np.testing.assert_allclose(parts.sum(-1), times[..., 1] - times[..., 0])
+    np.testing.assert_allclose(each[:, 0, 0], [[2.0, 0.5], [0.0, 0.5]])

@@ -21,8 +21,9 @@ outside the timed steps. Two protocols are timed, in alternating blocks: the lay
 one all-gather forward, and a two-all-reduce forward (count and sum, then the
 deviations ``M2_k + n_k (mu_k - mu)**2``), the protocol bnlib used before. Both have
 the backward pass's one all-reduce. Process 0 writes, per protocol, every block's
-mean parts (seconds per step, averaged over the processes), each collective's mean
-wait and transfer, and the collectives of one step (kind, values sent).
+mean parts and mean step time (seconds, averaged over the processes), each
+collective's mean wait and transfer, and the collectives of one step (kind, values
+sent).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import bnlib.torch.sync as sync
 from bnlib import shards
 from bnlib.torch import SyncBatchNorm
 
-C, PER_PROCESS, BLOCKS, STEPS = 256, 64, 6, 30
+C, PER_PROCESS, BLOCKS, STEPS = 256, 64, 10, 30
 PARTS = ("compute", "wait", "transfer")
 _collectives = {"all_reduce": dist.all_reduce, "all_gather": dist.all_gather}
 events: list[tuple[str, int, float, float]] = []  # kind, size sent, enter, exit
@@ -134,7 +135,7 @@ def measure_pair(group: Any) -> dict[str, Any]:
     step = _layer_step(group)
     protocols = {"all_gather": sync.gather_stats, "two_all_reduces": two_round_stats}
     out: dict[str, Any] = {
-        p: {"blocks": [], "each": [], "sent": None} for p in protocols
+        p: {"blocks": [], "each": [], "step": [], "sent": None} for p in protocols
     }
     for _ in range(BLOCKS):
         for name, merge in protocols.items():
@@ -145,7 +146,9 @@ def measure_pair(group: Any) -> dict[str, Any]:
                 sent = [(kind, size) for kind, size, _, _ in events]
             finally:
                 sync.gather_stats = protocols["all_gather"]
-            parts, each = split_parts(_gather_times(times, group))
+            every = _gather_times(times, group)
+            parts, each = split_parts(every)
+            out[name]["step"].append(float(np.mean(every[..., 1] - every[..., 0])))
             out[name]["blocks"].append(parts.mean(axis=(0, 1)).tolist())
             out[name]["each"].append(each.mean(axis=(0, 1)).tolist())
             out[name]["sent"] = sent

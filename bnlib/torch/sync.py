@@ -197,10 +197,10 @@ class SyncBatchNorm(_BatchNorm):
     In training, with a process group of two or more processes, the forward pass
     all-gathers ``2 C + 1`` numbers from each process and the backward pass
     all-reduces ``2 C`` (see the module docstring); the running statistics use the
-    whole batch's count for the unbiased variance. With one process, or when ``torch.distributed`` is not
-    initialized, it is :class:`bnlib.torch.BatchNorm1d`'s computation. In
-    evaluation mode it normalizes with the running statistics and communicates
-    nothing. Shards may have different sizes, even zero.
+    whole batch's count for the unbiased variance. With one process, or when
+    ``torch.distributed`` is not initialized, it is :class:`bnlib.torch.BatchNorm1d`'s
+    computation. In evaluation mode it normalizes with the running statistics and
+    communicates nothing. Shards may have different sizes, even zero.
 
     See Also
     --------
@@ -319,7 +319,8 @@ def revert_sync_batchnorm(
     Parameters
     ----------
     module : torch.nn.Module
-        A network, or one ``torch.nn.SyncBatchNorm`` or bnlib ``SyncBatchNorm``.
+        A network, or one ``torch.nn.SyncBatchNorm`` or bnlib ``SyncBatchNorm``
+        (any BatchNorm layer with a ``process_group`` attribute).
     batch_norm_class : type, optional
         The layer to put in their place, ``torch.nn.BatchNorm1d``, ``2d`` or ``3d``
         (default ``2d``): a SyncBatchNorm takes inputs of any rank, so the rank
@@ -333,15 +334,14 @@ def revert_sync_batchnorm(
         ``module`` is one. Only plain PyTorch: copy it where bnlib is absent.
     """
     out = module
-    if isinstance(module, (torch.nn.SyncBatchNorm, SyncBatchNorm)):
-        out = batch_norm_class(
-            module.num_features, module.eps, module.momentum, module.affine,
-            module.track_running_stats,
-        )  # fmt: skip
+    if isinstance(module, _BatchNorm) and hasattr(module, "process_group"):
+        m = module  # a SyncBatchNorm: torch's, bnlib's or another one
+        settings = (m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        out = batch_norm_class(*settings)
         for name in ("weight", "bias", "running_mean", "running_var"):
-            setattr(out, name, getattr(module, name))
-        out.num_batches_tracked = module.num_batches_tracked
-        out.train(module.training)
+            setattr(out, name, getattr(m, name))
+        out.num_batches_tracked = m.num_batches_tracked
+        out.train(m.training)
     for name, child in module.named_children():
         out.add_module(name, revert_sync_batchnorm(child, batch_norm_class))
     return out

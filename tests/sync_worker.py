@@ -41,13 +41,18 @@ EMPTY = {2: [0, 7], 3: [4, 0, 5]}  # one process holds no example
 PER_RANK, STEPS, FEATURES, CLASSES = 4, 3, 4, 3
 FAR = 1e4
 
-calls: list[int] = []  # sizes of the tensors SyncBatchNorm all-reduces
-_all_reduce = dist.all_reduce
+calls: list[int] = []  # per collective: all-reduce +size, all-gather -size sent
+_all_reduce, _all_gather = dist.all_reduce, dist.all_gather
 
 
 def _counting_all_reduce(tensor, *args, **kwargs):
     calls.append(tensor.numel())
     return _all_reduce(tensor, *args, **kwargs)
+
+
+def _counting_all_gather(tensors, tensor, *args, **kwargs):
+    calls.append(-tensor.numel())
+    return _all_gather(tensors, tensor, *args, **kwargs)
 
 
 def batch(n, seed, loc=0.5, dtype=np.float64):
@@ -92,7 +97,9 @@ def layer_case(rank, group, sizes, seed, dtype=np.float64, loc=0.5):
     y = layer(xs)
     y.backward(torch.tensor(_shard(dy, sizes, rank)))
     train_calls = list(calls)
+    calls.clear()
     layer(torch.tensor(_shard(x2, sizes, rank)))
+    second_calls = list(calls)
     layer.eval()
     calls.clear()
     y_eval = layer(torch.tensor(x))  # the whole batch: no shard is empty
@@ -103,6 +110,7 @@ def layer_case(rank, group, sizes, seed, dtype=np.float64, loc=0.5):
     }  # fmt: skip
     out = {k: v.detach().numpy() for k, v in out.items()}
     out["train_calls"] = np.array(train_calls)
+    out["second_calls"] = np.array(second_calls)
     out["eval_calls"] = np.array(len(calls))
     return out
 
@@ -164,7 +172,7 @@ def main(out: Path) -> None:
     """Run the checks on the first 2 processes (a subgroup) and on all of them."""
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
-    dist.all_reduce = _counting_all_reduce
+    dist.all_reduce, dist.all_gather = _counting_all_reduce, _counting_all_gather
     torch.set_num_threads(1)
     sizes = [p for p in SIZES if p <= world]
     groups = {p: dist.new_group(list(range(p))) if p < world else None for p in sizes}

@@ -25,6 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from bnlib.torch import BatchNorm1d, SyncBatchNorm
+from bnlib.torch.sync import revert_sync_batchnorm
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -163,11 +164,14 @@ def test_sync_batch_norm_float32_far_from_zero(run):
     np.testing.assert_allclose(got["rv"], want["rv"], rtol=1e-5)  # not 1e4**2 * eps
 
 
-def test_sync_batch_norm_communicates_2c_plus_1_then_2c(run):
+def test_sync_batch_norm_gathers_2c_plus_1_then_reduces_2c(run):
+    """Channel check (first call only), one all-gather forward, one all-reduce
+    backward; all-gathers are recorded with a minus sign."""
     ranks, _ = run
     c = sw.C
-    for r in ranks:  # channel check (first call), forward twice, backward once
-        np.testing.assert_array_equal(r["uneven/train_calls"], [2, c + 1, c, 2 * c])
+    for r in ranks:
+        np.testing.assert_array_equal(r["uneven/train_calls"], [2, -(2 * c + 1), 2 * c])
+        np.testing.assert_array_equal(r["uneven/second_calls"], [-(2 * c + 1)])
         assert int(r["uneven/eval_calls"]) == 0
 
 
@@ -225,6 +229,8 @@ def test_sync_batch_norm_without_process_group_is_plain_batch_norm():
 
 
 def test_sync_batch_norm_in_group_of_one_is_plain_batch_norm():
+    """Also the chapter's claim about torch's own layer: under an initialized process
+    group (even of one process) it refuses CPU tensors in training mode only."""
     store = dist.TCPStore("127.0.0.1", free_port(), 1, True)
     dist.init_process_group(
         "gloo", store=store, rank=0, world_size=1,
@@ -232,8 +238,42 @@ def test_sync_batch_norm_in_group_of_one_is_plain_batch_norm():
     )  # fmt: skip
     try:
         _same_as_plain(SyncBatchNorm(3, dtype=torch.float64))
+        theirs, x = torch.nn.SyncBatchNorm(3), torch.randn(4, 3)
+        with pytest.raises(ValueError, match="expected input tensor to be on GPU"):
+            theirs(x)
+        torch.testing.assert_close(theirs.eval()(x), x / (1 + theirs.eps) ** 0.5)
     finally:
         dist.destroy_process_group()
+
+
+def test_torch_sync_batch_norm_trains_on_cpu_without_process_group():
+    assert not dist.is_initialized()
+    theirs, ref = torch.nn.SyncBatchNorm(3), torch.nn.BatchNorm1d(3)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(theirs(x), ref(x))
+    torch.testing.assert_close(theirs.running_var, ref.running_var)
+
+
+@pytest.mark.parametrize("theirs", [True, False], ids=["torch's", "bnlib's"])
+def test_revert_sync_batchnorm_gives_plain_batch_norm_sharing_state(theirs):
+    """A trained model converted to SyncBatchNorm and back computes what it did,
+    in both modes, and keeps the very same tensors."""
+    cls = torch.nn.SyncBatchNorm if theirs else SyncBatchNorm
+    model = sw.make_model()
+    x = torch.randn(6, sw.FEATURES, dtype=torch.float64)
+    want_train = model(x)  # also moves the running statistics once
+    want_eval = model.eval()(x)
+    weight, running_var = model[1].weight, model[1].running_var
+    synced = cls.convert_sync_batchnorm(model)
+    assert isinstance(synced[1], cls)
+    back = revert_sync_batchnorm(synced, torch.nn.BatchNorm1d)
+    assert type(back[1]) is torch.nn.BatchNorm1d and not back[1].training
+    assert back[1].weight is weight and back[1].running_var is running_var
+    assert int(back[1].num_batches_tracked) == 1
+    torch.testing.assert_close(back(x), want_eval, rtol=0, atol=TOL)
+    lone = revert_sync_batchnorm(cls(4).train())
+    assert type(lone) is torch.nn.BatchNorm2d and lone.training
+    torch.testing.assert_close(back.train()(x), want_train, rtol=0, atol=TOL)
 
 
 def test_convert_sync_batchnorm_shares_parameters_and_buffers():
@@ -310,3 +350,17 @@ def test_sync_batch_norm_under_torchrun(tmp_path):
     got, want = _gathered(ranks, "uneven"), _reference(sw.SIZES[2], 1)
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=0, atol=TOL, err_msg=key)
+
+
+def test_split_parts_adds_up_and_charges_the_wait_to_the_early_process():
+    """Two processes, one collective: process 0 enters at 1.0, process 1 at 3.0,
+    both leave at 3.5; the parts are written by hand from those times."""
+    from bnbook.sync_timing import split_parts
+
+    # per process, one step: start, end, enter, exit
+    times = np.array([[[0.0, 4.0, 1.0, 3.5]], [[0.5, 4.5, 3.0, 3.5]]])
+    parts, each = split_parts(times)
+    np.testing.assert_allclose(parts[0, 0], [1.0 + 0.5, 2.0, 0.5])
+    np.testing.assert_allclose(parts[1, 0], [2.5 + 1.0, 0.0, 0.5])
+    np.testing.assert_allclose(parts.sum(-1), times[..., 1] - times[..., 0])
+    np.testing.assert_allclose(each[:, 0, 0], [[2.0, 0.5], [0.0, 0.5]])

@@ -1,19 +1,23 @@
 """Synchronized BatchNorm across processes, on CPU, with ``torch.distributed``.
 
-``torch.nn.SyncBatchNorm`` refuses CPU tensors. :class:`SyncBatchNorm` here has its
-constructor and :meth:`~SyncBatchNorm.convert_sync_batchnorm`, and runs wherever
-``torch.distributed.all_reduce`` works on CPU tensors (the gloo backend, on one
-machine or many). Each process holds one shard of the batch; the layer normalizes
-with the statistics of the whole batch, and its backward pass gives every process
-its rows of the whole batch's input gradient.
+``torch.nn.SyncBatchNorm`` refuses CPU tensors when it trains inside an initialized
+process group (in evaluation mode, or with no process group, it runs on CPU as plain
+BatchNorm). :class:`SyncBatchNorm` here has its constructor and
+:meth:`~SyncBatchNorm.convert_sync_batchnorm`, and runs wherever
+``torch.distributed`` collectives work on CPU tensors (the gloo backend, on one
+machine or many); :func:`revert_sync_batchnorm` turns either layer back into plain
+BatchNorm. Each process holds one shard of the batch; the layer normalizes with the
+statistics of the whole batch, and its backward pass gives every process its rows of
+the whole batch's input gradient.
 
-What travels, per layer and step, in float64 (``C`` channels), with
-:mod:`bnlib.shards` doing the arithmetic on each side:
+What travels, per layer and training step, in float64 (``C`` channels), with
+:mod:`bnlib.shards` doing the arithmetic on each side, in two rounds:
 
-1. forward, round 1: the count and the sum, ``[n_k, n_k mu_k]`` (``C + 1`` values);
-2. forward, round 2: ``M2_k + n_k (mu_k - mu)**2`` (``C`` values), deviations from
-   the global mean ``mu`` just received, so nothing cancels far from zero;
-3. backward: ``sum dy`` and ``sum dy x_hat`` (``2 C`` values).
+1. forward: one all-gather of ``[n_k, mu_k, M2_k]`` (``2 C + 1`` values from each
+   process); every process merges the gathered statistics itself with
+   :func:`bnlib.merge_stats` (Chan, Golub and LeVeque's formula), in the same order,
+   so all get the same numbers;
+2. backward: one all-reduce of ``sum dy`` and ``sum dy x_hat`` (``2 C`` values).
 
 The weight and bias gradients stay local (each process's share), as for any other
 parameter: ``DistributedDataParallel`` adds them up with the rest.
@@ -23,10 +27,10 @@ collective. Errors that one process alone would see are turned into errors on al
 the first training call of each layer all-reduces its channel count (-1 from a
 process whose input does not match its layer), and if the processes disagree every
 process raises a ``ValueError`` instead of hanging; a batch with one value per channel
-over all processes raises on every process too (each knows the total after round 1).
-Later calls trust the channel check: an input whose channel count no longer matches
-``num_features`` raises on its own process, and the others wait for the process
-group's timeout.
+over all processes raises on every process too (each knows the total after the
+all-gather). Later calls trust the channel check: an input whose channel count no
+longer matches ``num_features`` raises on its own process, and the others wait for
+the process group's timeout.
 """
 
 from __future__ import annotations
@@ -43,7 +47,12 @@ from bnlib import shards
 from bnlib.torch._inputs import _check_tensor, _numpy, bias_kwargs
 from bnlib.torch.batchnorm import batch_norm
 
-__all__ = ["SyncBatchNorm", "SyncBatchNormFunction", "all_reduce_stats"]
+__all__ = [
+    "SyncBatchNorm",
+    "SyncBatchNormFunction",
+    "gather_stats",
+    "revert_sync_batchnorm",
+]
 
 
 def _all_reduce(values: np.ndarray, group: Any) -> np.ndarray:
@@ -53,8 +62,8 @@ def _all_reduce(values: np.ndarray, group: Any) -> np.ndarray:
     return t.numpy()
 
 
-def all_reduce_stats(local: shards.ShardStats, group: Any = None) -> shards.ShardStats:
-    """:func:`bnlib.merge_stats` over processes: two all-reduces.
+def gather_stats(local: shards.ShardStats, group: Any = None) -> shards.ShardStats:
+    """:func:`bnlib.merge_stats` over processes: one all-gather, merged locally.
 
     Parameters
     ----------
@@ -67,14 +76,24 @@ def all_reduce_stats(local: shards.ShardStats, group: Any = None) -> shards.Shar
     -------
     ShardStats
         The statistics of the whole batch, the same on every process.
+
+    Notes
+    -----
+    Each process sends ``[n_k, mu_k, M2_k]``, ``2 C + 1`` float64 values, and
+    receives everyone's; the merge runs on each process in rank order.
     """
     c = local.mean.shape[0]
-    head = np.concatenate([[local.count], local.count * local.mean])
-    first = _all_reduce(head, group)
-    n = int(round(first[0]))
-    mean = first[1:] / n if n else np.zeros(c)
-    m2 = _all_reduce(local.m2 + local.count * (local.mean - mean) ** 2, group)
-    return shards.ShardStats(n, mean, m2)
+    mine = np.concatenate([[local.count], local.mean, local.m2])
+    t = torch.from_numpy(np.ascontiguousarray(mine, dtype=np.float64))
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, t, group=group)
+    stats = [
+        shards.ShardStats(
+            int(round(float(p[0]))), p[1 : c + 1].numpy(), p[c + 1 :].numpy()
+        )
+        for p in parts
+    ]
+    return shards.merge_stats(stats)
 
 
 def _check_peers(num_features: int, input_channels: int, group: Any) -> None:
@@ -116,7 +135,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
         eps: float, momentum: float, group: Any,
     ) -> torch.Tensor:  # fmt: skip
         x, w = _numpy(input), _numpy(weight)
-        stats = all_reduce_stats(shards.shard_stats(x), group)
+        stats = gather_stats(shards.shard_stats(x), group)
         if stats.count < 2:
             raise ValueError(
                 "Expected more than 1 value per channel when training, got "
@@ -176,12 +195,12 @@ class SyncBatchNorm(_BatchNorm):
     Notes
     -----
     In training, with a process group of two or more processes, the forward pass
-    all-reduces ``2 C + 1`` numbers and the backward pass ``2 C`` (see the module
-    docstring); the running statistics use the whole batch's count for the
-    unbiased variance. With one process, or when ``torch.distributed`` is not
-    initialized, it is :class:`bnlib.torch.BatchNorm1d`'s computation. In
-    evaluation mode it normalizes with the running statistics and communicates
-    nothing. Shards may have different sizes, even zero.
+    all-gathers ``2 C + 1`` numbers from each process and the backward pass
+    all-reduces ``2 C`` (see the module docstring); the running statistics use the
+    whole batch's count for the unbiased variance. With one process, or when
+    ``torch.distributed`` is not initialized, it is :class:`bnlib.torch.BatchNorm1d`'s
+    computation. In evaluation mode it normalizes with the running statistics and
+    communicates nothing. Shards may have different sizes, even zero.
 
     See Also
     --------
@@ -290,3 +309,39 @@ def _sync_copy(cls: type, bn: _BatchNorm, group: Any) -> SyncBatchNorm:
     new.running_mean, new.running_var = bn.running_mean, bn.running_var
     new.num_batches_tracked = bn.num_batches_tracked
     return new.train(bn.training)
+
+
+def revert_sync_batchnorm(
+    module: torch.nn.Module, batch_norm_class: type = torch.nn.BatchNorm2d
+) -> torch.nn.Module:
+    """Replace every SyncBatchNorm in ``module`` by a plain BatchNorm layer.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A network, or one ``torch.nn.SyncBatchNorm`` or bnlib ``SyncBatchNorm``
+        (any BatchNorm layer with a ``process_group`` attribute).
+    batch_norm_class : type, optional
+        The layer to put in their place, ``torch.nn.BatchNorm1d``, ``2d`` or ``3d``
+        (default ``2d``): a SyncBatchNorm takes inputs of any rank, so the rank
+        must be chosen.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` with those layers replaced (the new layers share their
+        parameters and buffers, and keep their mode), or the new layer when
+        ``module`` is one. Only plain PyTorch: copy it where bnlib is absent.
+    """
+    out = module
+    if isinstance(module, _BatchNorm) and hasattr(module, "process_group"):
+        m = module  # a SyncBatchNorm: torch's, bnlib's or another one
+        settings = (m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        out = batch_norm_class(*settings)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            setattr(out, name, getattr(m, name))
+        out.num_batches_tracked = m.num_batches_tracked
+        out.train(m.training)
+    for name, child in module.named_children():
+        out.add_module(name, revert_sync_batchnorm(child, batch_norm_class))
+    return out

@@ -162,3 +162,45 @@ def test_batchmate_logits_shape_and_rejects_plain_net(split):
     plain = sd.SeedMLP.make((0,), hidden=(5,))
     with pytest.raises(ValueError, match="BatchNorm net"):
         sp.batchmate_logits(plain, split.x_train, split.x_test[:3], 4, 10)
+
+
+def test_sigmoid_slope_matches_expit_derivative(split):
+    # Independent reference: scipy's logistic on the plain nn.Sequential model.
+    from scipy.special import expit
+
+    models = [ex.make_mlp(hidden=(8, 6), init_std=0.5, seed=s).double() for s in (0, 1)]
+    net = sd.SeedMLP.from_models(models)
+    net.set_population(split.x_train)
+    got = sp.sigmoid_slope(net, split.x_test)
+    for k, model in enumerate(models):
+        with torch.no_grad():
+            z = model[:3](split.x_test).numpy()  # Linear, Sigmoid, Linear
+        expected = (expit(z) * (1 - expit(z))).mean() / 0.25
+        assert np.isclose(got[k], expected, rtol=1e-12)
+    assert (0 < got).all() and (got <= 1).all()
+
+
+def test_sigmoid_slope_rejects_relu(split):
+    net = sd.SeedMLP.make([0], hidden=(4,), activation="relu")
+    with pytest.raises(ValueError, match="sigmoid"):
+        sp.sigmoid_slope(net, split.x_test.float())
+
+
+def test_slope_recorder_keeps_early_steps_only(split):
+    net = sd.SeedMLP.make([0, 1], hidden=(6,), dtype=torch.float64)
+    rec = sp.SlopeRecorder(split.x_test, until=4)
+    sd.train_seeds(
+        net,
+        split,
+        steps=6,
+        lr=0.5,
+        batch_size=20,
+        seeds=[0, 1],
+        eval_every=2,
+        callbacks=[rec],
+    )
+    assert rec.steps == [2, 4]
+    assert rec.mean().shape == (2,)
+    assert np.allclose(rec.mean(), (rec.slopes[0] + rec.slopes[1]) / 2)
+    with pytest.raises(ValueError, match="no step"):
+        sp.SlopeRecorder(split.x_test, until=0).mean()

@@ -5,6 +5,8 @@
 - :func:`gradient_probe`: the loss along the negative gradient on a batch, with the
   actual step length ``eta * ||g||`` and the weight norms, per slot (the loss
   landscape of Santurkar et al. 2018).
+- :func:`sigmoid_slope` and :class:`SlopeRecorder`: how saturated the sigmoids of
+  the last hidden layer are, at the end of training or early in it.
 - :func:`mc_batchnorm_probs`: Monte Carlo BatchNorm (Teye et al. 2018): predictive
   probabilities averaged over batches of random training examples whose statistics
   normalize the test inputs.
@@ -25,11 +27,13 @@ from bnbook.lab.seeds import SeedMLP, _slot_loss
 __all__ = [
     "GradientProbe",
     "SeedTracker",
+    "SlopeRecorder",
     "batchmate_logits",
     "first_step_at",
     "gradient_probe",
     "gradient_shift",
     "mc_batchnorm_probs",
+    "sigmoid_slope",
 ]
 
 
@@ -287,3 +291,49 @@ class SeedTracker:
     def as_array(self) -> np.ndarray:
         """Percentiles, shape ``(n_records, K, len(q))``."""
         return np.stack(self.percentiles)
+
+
+def sigmoid_slope(net: SeedMLP, x: torch.Tensor) -> np.ndarray:
+    """Mean slope of the last hidden sigmoids on ``x``, as a share of the steepest.
+
+    Evaluation mode (population statistics must be set). The mean runs over the
+    examples of ``x`` ``(N, in)`` and the units of the last hidden layer.
+
+    Returns
+    -------
+    ndarray, shape ``(K,)``, in (0, 1]; 1 means no unit is saturated.
+
+    Notes
+    -----
+    The sigmoid's slope is :math:`\\sigma'(z) = \\sigma(z)\\,\\sigma(-z)`, at most
+    :math:`1/4` (at :math:`z = 0`); the share is :math:`4\\sigma(z)\\sigma(-z)`.
+    """
+    if net.activation != "sigmoid":
+        raise ValueError(f"need a sigmoid network, got {net.activation!r}")
+    seen: list[torch.Tensor] = []
+    with torch.no_grad():
+        net.forward(x, training=False, collect=seen)
+    z = seen[-1]
+    return (4 * torch.sigmoid(z) * torch.sigmoid(-z)).mean((1, 2)).double().numpy()
+
+
+@dataclass
+class SlopeRecorder:
+    """A :func:`bnbook.lab.seeds.train_seeds` callback: :func:`sigmoid_slope` on
+    ``x`` at every evaluation step ``1 <= step <= until`` (the early phase)."""
+
+    x: torch.Tensor
+    until: int
+    steps: list[int] = field(default_factory=list)
+    slopes: list[np.ndarray] = field(default_factory=list)
+
+    def __call__(self, step: int, net: SeedMLP) -> None:
+        if 1 <= step <= self.until:
+            self.steps.append(step)
+            self.slopes.append(sigmoid_slope(net, self.x))
+
+    def mean(self) -> np.ndarray:
+        """Mean over the recorded steps, per slot: ``(K,)``."""
+        if not self.slopes:
+            raise ValueError(f"no step in 1..{self.until} was recorded")
+        return np.mean(self.slopes, axis=0)

@@ -175,8 +175,9 @@ def depth_probe(
                 torch.stack([w.T for w in ws]).double().requires_grad_(True)
                 for ws in zip(*drawn, strict=True)
             ]
+            deepest = depth == max(depths)
             out[norm, depth] = _slot_probe(
-                weights[:-1], weights[-1].detach(), norm, x.double(), y, depth == max(depths)
+                weights[:-1], weights[-1].detach(), norm, x.double(), y, deepest
             )
     return out
 

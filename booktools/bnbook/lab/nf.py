@@ -48,11 +48,7 @@ def scaled_ws(
     -----
     With :math:`N` the fan-in, :math:`\\hat W_{ij} = g_i\\,(W_{ij} - \\mu_i) /
     (\\sigma_i \\sqrt N)`, where :math:`\\mu_i, \\sigma_i^2` are the mean and the
-    (biased) variance of unit :math:`i`'s weights.
-
-    See Also
-    --------
-    The chapter :ref:`deep-networks`.
+    (biased) variance of unit :math:`i`'s weights. Used in :ref:`deep-networks`.
     """
     if not 1 <= unit_dims < w.ndim:
         raise ValueError(f"unit_dims must be in 1..{w.ndim - 1}, got {unit_dims}")

@@ -12,6 +12,8 @@ BatchNorm statistics on unlabelled shifted data. Importing this module needs tor
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,13 +27,19 @@ __all__ = [
     "RENORM_LIMITS",
     "WIDTH",
     "GhostNorm2d",
+    "SHIFTS",
     "adapt_bn",
+    "affine_shift",
+    "blur",
     "draw_norm_cube",
     "images",
     "make_convnet",
     "make_net",
+    "noise_shift",
     "shift_digits",
+    "shifted_accuracy",
     "train_net",
+    "translate",
 ]
 
 
@@ -138,10 +146,65 @@ def train_net(
     return accuracy(model, images(split.x_test), split.y_test)
 
 
-def shift_digits(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """A covariate shift: lower contrast, a brighter background and pixel noise."""
+def affine_shift(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Lower contrast and a brighter background: ``0.5 x + 0.4`` on every pixel.
+
+    ``seed`` is unused (every shift takes one, so that they are interchangeable).
+    """
+    return 0.5 * x + 0.4
+
+
+def noise_shift(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Independent Gaussian pixel noise of standard deviation 0.15."""
     gen = torch.Generator().manual_seed(seed)
-    return 0.5 * x + 0.4 + 0.15 * torch.randn(x.shape, generator=gen)
+    return x + 0.15 * torch.randn(x.shape, generator=gen)
+
+
+def shift_digits(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The affine shift and the pixel noise together: ``0.5 x + 0.4 + 0.15 z``."""
+    return noise_shift(affine_shift(x), seed)
+
+
+def translate(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Move every digit one pixel right: pixel ``(i, j)`` goes to ``(i, j + 1)``.
+
+    ``x`` holds flat 64-pixel digits, ``(N, 64)``; the emptied first column is
+    background (0) and the last column falls off. ``seed`` is unused.
+    """
+    img = x.reshape(-1, 8, 8)
+    out = torch.zeros_like(img)
+    out[:, :, 1:] = img[:, :, :-1]
+    return out.reshape(x.shape)
+
+
+def blur(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Each pixel replaced by the mean of its 3 x 3 neighbourhood (zeros outside).
+
+    ``x`` holds flat 64-pixel digits, ``(N, 64)``. ``seed`` is unused.
+    """
+    out = F.avg_pool2d(images(x), 3, stride=1, padding=1, count_include_pad=True)
+    return out.reshape(x.shape)
+
+
+SHIFTS = {
+    "affine": affine_shift,
+    "noise": noise_shift,
+    "translation": translate,
+    "blur": blur,
+    "affine + noise": shift_digits,
+}
+
+
+def shifted_accuracy(model: nn.Module, split: Split, shift, adapt: bool) -> float:
+    """Test accuracy on ``shift``-ed test digits, with or without AdaBN first.
+
+    AdaBN runs on a copy of ``model``, on the training digits shifted with another
+    seed (unlabelled data of the new distribution); ``model`` is not changed.
+    """
+    if adapt:
+        model = copy.deepcopy(model)
+        adapt_bn(model, shift(split.x_train, seed=1))
+    return accuracy(model, images(shift(split.x_test, seed=0)), split.y_test)
 
 
 @torch.no_grad()

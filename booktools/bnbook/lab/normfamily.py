@@ -1,18 +1,23 @@
 """Experiments of the chapter "Beyond the batch": the normalization family at work.
 
-A small conv net on the 8x8 digits whose norm layer is BatchNorm, Batch
-Renormalization, GroupNorm or LayerNorm. BatchNorm and Batch Renorm take their
-statistics over *ghost batches* of ``per_batch`` examples inside each batch of
-32, as the per-GPU batches of Wu and He (2018): the gradient and the learning
-rate stay the same while only the statistics get noisier. GroupNorm and
-LayerNorm use no batch statistics, so ``per_batch`` does not change them. Also: a
-covariate shift of the digits and AdaBN (Li et al., 2016), which re-estimates the
-BatchNorm statistics on unlabelled shifted data. Importing this module needs torch.
+Small nets on the 8x8 digits (an MLP, :func:`make_net`, and a conv net,
+:func:`make_convnet`) whose norm layer is BatchNorm, Batch Renormalization,
+GroupNorm or LayerNorm. BatchNorm and Batch Renorm take their statistics over
+*ghost batches* of ``per_batch`` examples inside each batch of 32, as the per-GPU
+batches of Wu and He (2018): the gradient and the learning rate stay the same while
+only the statistics get noisier. GroupNorm and LayerNorm use no batch statistics,
+so ``per_batch`` does not change them.
+
+Also: shifts of the test digits (``SHIFTS``: affine, pixel noise, a one-pixel
+translation, a 3x3 blur, and affine plus noise) and AdaBN (Li et al., 2016), which
+re-estimates the BatchNorm statistics on unlabelled shifted data. Importing this
+module needs torch.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -195,11 +200,31 @@ SHIFTS = {
 }
 
 
-def shifted_accuracy(model: nn.Module, split: Split, shift, adapt: bool) -> float:
-    """Test accuracy on ``shift``-ed test digits, with or without AdaBN first.
+def shifted_accuracy(
+    model: nn.Module,
+    split: Split,
+    shift: Callable[..., torch.Tensor],
+    adapt: bool,
+) -> float:
+    """Test accuracy on shifted test digits, with or without AdaBN first.
 
-    AdaBN runs on a copy of ``model``, on the training digits shifted with another
-    seed (unlabelled data of the new distribution); ``model`` is not changed.
+    Parameters
+    ----------
+    model : nn.Module
+        A trained net of :func:`make_net`; never changed.
+    split : Split
+        The digits; ``shift(split.x_test, seed=0)`` is the test set.
+    shift : callable
+        ``shift(x, seed)`` of flat digits ``(N, 64)``, such as those of
+        ``SHIFTS``.
+    adapt : bool
+        Run :func:`adapt_bn` first, on a copy of ``model``, with the training
+        digits shifted with another seed (unlabelled data of the new distribution).
+
+    Returns
+    -------
+    float
+        The share of correct predictions, in eval mode.
     """
     if adapt:
         model = copy.deepcopy(model)

@@ -72,18 +72,18 @@ def standardized(
 
 
 def standardized_backward(
-    g: np.ndarray,
+    h: np.ndarray,
     x_hat: np.ndarray,
     rstd: np.ndarray,
     axes: tuple[int, ...],
     center: bool = True,
 ) -> np.ndarray:
-    """``dl/dx`` from ``g = dl/dx_hat`` (float64); see :func:`normalize_backward`."""
-    g = g.astype(np.float64, copy=False)
-    proj = np.mean(g * x_hat, axis=axes, keepdims=True)
+    """``dl/dx`` from ``h = dl/dx_hat`` (float64); see :func:`normalize_backward`."""
+    h = h.astype(np.float64, copy=False)
+    proj = np.mean(h * x_hat, axis=axes, keepdims=True)
     if center:
-        g = g - g.mean(axis=axes, keepdims=True)
-    dx: np.ndarray = rstd * (g - x_hat * proj)
+        h = h - h.mean(axis=axes, keepdims=True)
+    dx: np.ndarray = rstd * (h - x_hat * proj)
     return dx
 
 
@@ -149,21 +149,21 @@ def normalize_backward(
 
     Notes
     -----
-    With ``g = dl/dx_hat`` and means over each set of ``m`` values,
+    With ``h = dl/dx_hat`` and means over each set of ``m`` values,
 
     .. math::
 
         \\frac{\\partial l}{\\partial x_i} = \\frac{1}{\\sqrt{\\sigma^2+\\epsilon}}
-        \\Big(g_i - \\overline{g} - \\hat{x}_i\\, \\overline{g \\hat{x}}\\Big);
+        \\Big(h_i - \\overline{h} - \\hat{x}_i\\, \\overline{h \\hat{x}}\\Big);
 
-    without centring the term ``mean(g)`` is dropped.
+    without centring the term ``mean(h)`` is dropped.
     """
     x = _float(input, "input")
-    g = _float(grad_output, "grad_output")
-    if g.shape != x.shape:
+    h = _float(grad_output, "grad_output")
+    if h.shape != x.shape:
         raise ValueError(
-            f"grad_output must have the same shape as input {x.shape}, got {g.shape}"
+            f"grad_output must have the same shape as input {x.shape}, got {h.shape}"
         )
     ax = _check_axes(axes, x.ndim)
     x_hat, rstd = standardized(x, ax, check_eps(eps), bool(center))
-    return standardized_backward(g, x_hat, rstd, ax, bool(center)).astype(x.dtype)
+    return standardized_backward(h, x_hat, rstd, ax, bool(center)).astype(x.dtype)

@@ -1,16 +1,23 @@
 """Experiments of the chapter "Beyond the batch": the normalization family at work.
 
-A small conv net on the 8x8 digits whose norm layer is BatchNorm, Batch
-Renormalization, GroupNorm or LayerNorm. BatchNorm and Batch Renorm take their
-statistics over *ghost batches* of ``per_batch`` examples inside each batch of
-32, as the per-GPU batches of Wu and He (2018): the gradient and the learning
-rate stay the same while only the statistics get noisier. GroupNorm and
-LayerNorm use no batch statistics, so ``per_batch`` does not change them. Also: a
-covariate shift of the digits and AdaBN (Li et al., 2016), which re-estimates the
-BatchNorm statistics on unlabelled shifted data. Importing this module needs torch.
+Small nets on the 8x8 digits (an MLP, :func:`make_net`, and a conv net,
+:func:`make_convnet`) whose norm layer is BatchNorm, Batch Renormalization,
+GroupNorm or LayerNorm. BatchNorm and Batch Renorm take their statistics over
+*ghost batches* of ``per_batch`` examples inside each batch of 32, as the per-GPU
+batches of Wu and He (2018): the gradient and the learning rate stay the same while
+only the statistics get noisier. GroupNorm and LayerNorm use no batch statistics,
+so ``per_batch`` does not change them.
+
+Also: shifts of the test digits (``SHIFTS``: affine, pixel noise, a one-pixel
+translation, a 3x3 blur, and affine plus noise) and AdaBN (Li et al., 2016), which
+re-estimates the BatchNorm statistics on unlabelled shifted data. Importing this
+module needs torch.
 """
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,13 +32,19 @@ __all__ = [
     "RENORM_LIMITS",
     "WIDTH",
     "GhostNorm2d",
+    "SHIFTS",
     "adapt_bn",
+    "affine_shift",
+    "blur",
     "draw_norm_cube",
     "images",
     "make_convnet",
     "make_net",
+    "noise_shift",
     "shift_digits",
+    "shifted_accuracy",
     "train_net",
+    "translate",
 ]
 
 
@@ -138,10 +151,85 @@ def train_net(
     return accuracy(model, images(split.x_test), split.y_test)
 
 
-def shift_digits(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """A covariate shift: lower contrast, a brighter background and pixel noise."""
+def affine_shift(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Lower contrast and a brighter background: ``0.5 x + 0.4`` on every pixel.
+
+    ``seed`` is unused (every shift takes one, so that they are interchangeable).
+    """
+    return 0.5 * x + 0.4
+
+
+def noise_shift(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Independent Gaussian pixel noise of standard deviation 0.15."""
     gen = torch.Generator().manual_seed(seed)
-    return 0.5 * x + 0.4 + 0.15 * torch.randn(x.shape, generator=gen)
+    return x + 0.15 * torch.randn(x.shape, generator=gen)
+
+
+def shift_digits(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The affine shift and the pixel noise together: ``0.5 x + 0.4 + 0.15 z``."""
+    return noise_shift(affine_shift(x), seed)
+
+
+def translate(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Move every digit one pixel right: pixel ``(i, j)`` goes to ``(i, j + 1)``.
+
+    ``x`` holds flat 64-pixel digits, ``(N, 64)``; the emptied first column is
+    background (0) and the last column falls off. ``seed`` is unused.
+    """
+    img = x.reshape(-1, 8, 8)
+    out = torch.zeros_like(img)
+    out[:, :, 1:] = img[:, :, :-1]
+    return out.reshape(x.shape)
+
+
+def blur(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Each pixel replaced by the mean of its 3 x 3 neighbourhood (zeros outside).
+
+    ``x`` holds flat 64-pixel digits, ``(N, 64)``. ``seed`` is unused.
+    """
+    out = F.avg_pool2d(images(x), 3, stride=1, padding=1, count_include_pad=True)
+    return out.reshape(x.shape)
+
+
+SHIFTS = {
+    "affine": affine_shift,
+    "noise": noise_shift,
+    "translation": translate,
+    "blur": blur,
+    "affine + noise": shift_digits,
+}
+
+
+def shifted_accuracy(
+    model: nn.Module,
+    split: Split,
+    shift: Callable[..., torch.Tensor],
+    adapt: bool,
+) -> float:
+    """Test accuracy on shifted test digits, with or without AdaBN first.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A trained net of :func:`make_net`; never changed.
+    split : Split
+        The digits; ``shift(split.x_test, seed=0)`` is the test set.
+    shift : callable
+        ``shift(x, seed)`` of flat digits ``(N, 64)``, such as those of
+        ``SHIFTS``.
+    adapt : bool
+        Run :func:`adapt_bn` first, on a copy of ``model``, with the training
+        digits shifted with another seed (unlabelled data of the new distribution).
+
+    Returns
+    -------
+    float
+        The share of correct predictions, in eval mode.
+    """
+    if adapt:
+        model = copy.deepcopy(model)
+        adapt_bn(model, shift(split.x_train, seed=1))
+    return accuracy(model, images(shift(split.x_test, seed=0)), split.y_test)
 
 
 @torch.no_grad()

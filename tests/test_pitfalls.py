@@ -24,7 +24,7 @@ PAGES = [
     ROOT / "chapters" / "pitfalls-deployment.md",
 ]
 FIX_CELL = re.compile(r"```\{code-cell\} ipython3\n:tags: \[fix\]\n\n(.*?)\n```", re.S)
-LABELLED_HEADING = re.compile(r"^\((pit-(?!exercises)[\w-]+)\)=\n## ", re.M)
+LABELLED_HEADING = re.compile(r"^\((pit-(?![\w-]*exercises)[\w-]+)\)=\n## ", re.M)
 
 
 def _fix_cells() -> list[tuple[str, int, str]]:

@@ -89,3 +89,17 @@ def test_label_anchors_puts_the_label_before_the_slug():
     assert first["ids"][0] == "a-batch-of-one"  # docutils: the slug first
     assert ext.label_first(first, doc) and first["ids"] == ["pit-one", "a-batch-of-one"]
     assert not ext.label_first(second, doc) and second["ids"] == ["unlabelled"]
+
+
+def test_old_links_to_the_index_are_sent_to_the_right_page():
+    """The twelve questions of the one-page version: chapters/pitfalls.html#pit-one
+    redirects to the page that now holds pit-one."""
+    moved = dict(re.findall(r'"(pit-[\w-]+)": "([\w-]+)\.html"', INDEX.read_text()))
+    old = ["one", "eval", "nograd", "freeze", "order", "dropout", "accum", "keras"]
+    old += ["bias", "leak", "decay", "half"]
+    assert sorted(moved) == sorted(f"pit-{q}" for q in old)
+    for label, page in moved.items():
+        labels = LABELLED_HEADING.findall(
+            (ROOT / "chapters" / f"{page}.md").read_text()
+        )
+        assert label in labels, f"{label} is not on {page}"

@@ -167,27 +167,29 @@ def _pairs(model: nn.Module, strict: bool) -> list[tuple[str, str]]:
     calls = [n for n in graph.nodes if n.op == "call_module"]
     uses: dict[str, int] = {}
     for n in calls:
-        uses[n.target] = uses.get(n.target, 0) + 1
-    pairs, refused = [], []
+        uses[str(n.target)] = uses.get(str(n.target), 0) + 1
+    pairs: list[tuple[str, str]] = []
+    refused: list[str] = []
     for node in calls:
-        if not isinstance(model.get_submodule(node.target), _BN):
+        name = str(node.target)
+        if not isinstance(model.get_submodule(name), _BN):
             continue
         prev = node.args[0] if node.args else None
+        if not isinstance(prev, fx.Node):
+            refused.append(f"{name!r} (input from {prev!r})")
+            continue
+        source = str(prev.target) if prev.op == "call_module" else prev.name
         ok = (
-            isinstance(prev, fx.Node)
-            and prev.op == "call_module"
-            and isinstance(model.get_submodule(prev.target), _KINDS)
+            prev.op == "call_module"
+            and isinstance(model.get_submodule(source), _KINDS)
             and len(prev.users) == 1
-            and uses[prev.target] == 1
-            and uses[node.target] == 1
+            and uses[source] == 1
+            and uses[name] == 1
         )
         if ok:
-            pairs.append((prev.target, node.target))
+            pairs.append((source, name))
         else:
-            src = repr(prev)
-            if isinstance(prev, fx.Node):
-                src = prev.target if prev.op == "call_module" else prev.name
-            refused.append(f"{node.target!r} (input from {src!r})")
+            refused.append(f"{name!r} (input from {source!r})")
     if refused and strict:
         raise ValueError(
             "fold_bn folds a BatchNorm only into a Linear/Conv*d/ConvTranspose*d "

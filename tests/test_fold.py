@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tinyresnet import trained_resnet
 from torch import nn
 from torch.nn.utils import fusion
 
@@ -308,3 +309,115 @@ def test_fold_sequential_rejects_unfoldable_models(model, error, match):
         model.eval()
     with pytest.raises(error, match=match):
         bnlib.torch.fold_sequential(model)
+
+
+# -- fold_bn: any module tree ----------------------------------------------------
+def _bn_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_fold_bn_resnet_matches_unfused_eval_model():
+    model = trained_resnet()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = bnlib.torch.fold_bn(model)
+    assert _bn_names(folded) == []  # every pair folded, downsample branches included
+    assert isinstance(folded.layer2[0].downsample[1], nn.Identity)
+    assert folded.layer2[0].downsample[0].bias is not None
+    x = _x((4, 3, 8, 8), seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(folded(x), model(x), rtol=0, atol=TOL)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert len(_bn_names(model)) == 10  # the original keeps its BatchNorm layers
+
+
+def test_fold_bn_pair_matches_torch_fuse_conv_bn_eval():
+    model = trained_resnet(seed=1)
+    ours = bnlib.torch.fold_bn(model).layer1[1].conv2
+    theirs = fusion.fuse_conv_bn_eval(model.layer1[1].conv2, model.layer1[1].bn2)
+    torch.testing.assert_close(ours.weight, theirs.weight, rtol=0, atol=TOL)
+    torch.testing.assert_close(ours.bias, theirs.bias, rtol=0, atol=TOL)
+
+
+def test_fold_bn_float32_resnet_within_1e_6():
+    model = trained_resnet(seed=2, dtype=torch.float32)
+    folded = bnlib.torch.fold_bn(model)
+    x = _x((4, 3, 8, 8), seed=4).float()
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+class _PreAct(nn.Module):
+    """BatchNorm after an activation: nothing to fold it into."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, bias=False)
+        self.bn_ok = nn.BatchNorm2d(4)
+        self.bn_after_relu = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn_after_relu(torch.relu(self.bn_ok(self.conv(x))))
+
+
+class _Branching(nn.Module):
+    """The convolution's output also goes around the BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x)) if x.sum() > 0 else x
+
+
+@pytest.mark.parametrize(
+    ("model", "error", "match"),
+    [
+        (_PreAct(), ValueError, r"'bn_after_relu' \(input from 'relu'\).*strict=False"),
+        (_Branching(), ValueError, r"'bn' \(input from 'conv'\)"),
+        (_DataDependent(), TypeError, "torch.fx.*fold_bn_module"),
+        ([nn.Conv2d(3, 3, 1)], TypeError, "torch.nn.Module"),
+    ],
+)
+def test_fold_bn_rejects_unsupported_patterns(model, error, match):
+    if isinstance(model, nn.Module):
+        model.eval()
+    with pytest.raises(error, match=match):
+        bnlib.torch.fold_bn(model)
+
+
+def test_fold_bn_non_strict_keeps_unfoldable_layers():
+    model = _random_bn(nn.BatchNorm2d(4), 5)
+    pre = _PreAct().double().eval()
+    pre.bn_after_relu = model.double()
+    _random_bn(pre.bn_ok.double(), 6)
+    folded = bnlib.torch.fold_bn(pre, strict=False)
+    assert isinstance(folded.bn_ok, nn.Identity)
+    assert isinstance(folded.bn_after_relu, nn.BatchNorm2d)
+    x = _x((2, 3, 6, 6), seed=8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), pre(x), rtol=0, atol=TOL)
+
+
+def test_fold_bn_training_mode_leaves_model_unchanged():
+    model = trained_resnet(seed=3)
+    model.layer2[1].bn2.train()  # one layer forgotten in training mode
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"training mode.*\.eval\(\)"):
+        bnlib.torch.fold_bn(model)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert model.layer2[1].bn2.training and not model.layer1[0].bn1.training
+    assert len(_bn_names(model)) == 10

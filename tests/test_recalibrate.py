@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tinyresnet import trained_resnet
 from torch import nn
 
 import bnlib.torch
@@ -123,3 +124,26 @@ def test_freeze_bn_rejects_bad_input():
         freeze_bn([nn.BatchNorm1d(3)])
     with pytest.raises(ValueError, match="no BatchNorm layer"):
         freeze_bn(nn.Sequential(nn.Linear(3, 3)))
+
+
+def test_freeze_bn_resnet_tree_keeps_statistics_through_a_training_step():
+    model = trained_resnet(seed=4).train()
+    frozen = freeze_bn(model)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(frozen) == len(names) == 10  # blocks and downsample branches
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    model(x).square().mean().backward()
+    opt.step()
+    for key, value in model.state_dict().items():
+        same = torch.equal(value, state[key])
+        assert same == (".bn" in key or "downsample.1" in key or key.startswith("bn"))
+    assert model.training and model.layer2[0].conv1.training  # the rest trains
+
+
+def test_freeze_bn_rejects_before_changing_anything():
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3, track_running_stats=False))
+    with pytest.raises(ValueError, match="no BatchNorm layer"):
+        freeze_bn(model.train())
+    assert model[1].training and model[1].weight.requires_grad

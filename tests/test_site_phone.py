@@ -6,6 +6,7 @@
 - A display equation either fits the column or scrolls inside its own box, which
   shows shadows at the edge that has more (the cue that it scrolls).
 - No caption or table title reaches past the screen's edges.
+- The pitfalls index, the page forum answers link to, fits the screen.
 
 The browser and the local server come from ``test_site_browser.py``.
 """
@@ -53,7 +54,15 @@ PHONE_JS = r"""async () => {
       cut.push(el.textContent.trim().slice(0, 80));
     }
   }
-  return {tex, maths, cut};
+  // The pitfalls index (table.pit-index): whole on the screen, no sideways scroll.
+  const index = [];
+  for (const t of main.querySelectorAll("table.pit-index")) {
+    const r = t.getBoundingClientRect();
+    const box = t.parentElement;
+    index.push(r.left >= -1 && r.right <= width + 1
+      && box.scrollWidth <= box.clientWidth + 1);
+  }
+  return {tex, maths, cut, index};
 }"""
 
 
@@ -94,3 +103,8 @@ def test_page_wide_equations_scroll_with_a_cue_on_a_phone(phone, page):
 @pytest.mark.parametrize("page", site_pages())
 def test_page_captions_are_not_cut_on_a_phone(phone, page):
     assert phone(page)["cut"] == []
+
+
+def test_pitfalls_index_fits_a_phone(phone):
+    """The index of error messages stacks its rows at 390 px: nothing cut off."""
+    assert phone("chapters/pitfalls")["index"] == [True]

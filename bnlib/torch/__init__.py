@@ -27,7 +27,7 @@ from bnlib.torch.batchnorm import (  # noqa: E402
     BatchNormFunction,
     batch_norm,
 )
-from bnlib.torch.fold import fold_bn_module, fold_sequential  # noqa: E402
+from bnlib.torch.fold import fold_bn, fold_bn_module, fold_sequential  # noqa: E402
 from bnlib.torch.ghost import GhostBatchNorm1d, to_ghost  # noqa: E402
 from bnlib.torch.recalibrate import freeze_bn, recalibrate_bn  # noqa: E402
 from bnlib.torch.swap import convert, revert  # noqa: E402
@@ -42,6 +42,7 @@ __all__ = [
     "SyncBatchNorm",
     "batch_norm",
     "convert",
+    "fold_bn",
     "fold_bn_module",
     "fold_sequential",
     "freeze_bn",

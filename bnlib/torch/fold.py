@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.fx as fx
 from torch import nn
 
 from bnlib.fold import fold_batch_norm
 
-__all__ = ["fold_bn_module", "fold_sequential"]
+__all__ = ["fold_bn", "fold_bn_module", "fold_sequential"]
 
 
 def _numpy(t: Any) -> Any:
@@ -135,3 +136,111 @@ def fold_sequential(model: nn.Sequential) -> nn.Sequential:
         else:
             folded.append(copy.deepcopy(m))
     return nn.Sequential(*folded).eval()
+
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+class _LeafTracer(fx.Tracer):
+    """torch.fx's tracer, with every BatchNorm and foldable layer kept whole."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, (_BN, *_KINDS)) or super().is_leaf_module(
+            m, module_qualified_name
+        )
+
+
+def _trace(model: nn.Module) -> fx.Graph:
+    try:
+        return _LeafTracer().trace(model)
+    except Exception as err:  # torch.fx raises TraceError, TypeError, ...
+        raise TypeError(
+            "fold_bn follows model.forward with torch.fx, which could not trace it "
+            f"({type(err).__name__}: {err}); fold each pair with fold_bn_module "
+            "instead"
+        ) from err
+
+
+def _pairs(model: nn.Module, strict: bool) -> list[tuple[str, str]]:
+    """``(layer name, bn name)`` for every BatchNorm fed only by a foldable layer."""
+    graph = _trace(model)
+    calls = [n for n in graph.nodes if n.op == "call_module"]
+    uses: dict[str, int] = {}
+    for n in calls:
+        uses[str(n.target)] = uses.get(str(n.target), 0) + 1
+    pairs: list[tuple[str, str]] = []
+    refused: list[str] = []
+    for node in calls:
+        name = str(node.target)
+        if not isinstance(model.get_submodule(name), _BN):
+            continue
+        prev = node.args[0] if node.args else None
+        if not isinstance(prev, fx.Node):
+            refused.append(f"{name!r} (input from {prev!r})")
+            continue
+        source = str(prev.target) if prev.op == "call_module" else prev.name
+        ok = (
+            prev.op == "call_module"
+            and isinstance(model.get_submodule(source), _KINDS)
+            and len(prev.users) == 1
+            and uses[source] == 1
+            and uses[name] == 1
+        )
+        if ok:
+            pairs.append((source, name))
+        else:
+            refused.append(f"{name!r} (input from {source!r})")
+    if refused and strict:
+        raise ValueError(
+            "fold_bn folds a BatchNorm only into a Linear/Conv*d/ConvTranspose*d "
+            "layer whose output feeds nothing else, each called once; these do not "
+            f"qualify: {', '.join(refused)}. Pass strict=False to keep them as they "
+            "are"
+        )
+    return pairs
+
+
+def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, module)
+
+
+def fold_bn(model: nn.Module, strict: bool = True) -> nn.Module:
+    """A copy of any model with each BatchNorm folded into the layer that feeds it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any module tree whose ``forward`` torch.fx can trace (a torchvision-style
+        ResNet, with its blocks and downsample branches, for instance). Every
+        BatchNorm to fold must be in eval mode.
+    strict : bool, default True
+        Raise a ValueError, naming the layers, for a BatchNorm that cannot be folded
+        (it follows an activation, a layer's output also goes elsewhere, or a module
+        is called twice). With False such layers stay as they are.
+
+    Returns
+    -------
+    torch.nn.Module
+        A deep copy in eval mode, with the same structure and names: each folded
+        layer replaced by :func:`fold_bn_module`'s copy and its BatchNorm by
+        ``torch.nn.Identity``. ``model`` itself is never changed, even on error.
+
+    See Also
+    --------
+    torch.fx.experimental.optimization.fuse : the same folding, returning a
+        ``GraphModule`` instead of the original structure.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    pairs = _pairs(model, strict)
+    for layer_name, bn_name in pairs:  # all checks before any copy is changed
+        _check_module_pair(
+            model.get_submodule(layer_name), model.get_submodule(bn_name)
+        )
+    folded = copy.deepcopy(model)
+    for layer_name, bn_name in pairs:
+        layer, bn = folded.get_submodule(layer_name), folded.get_submodule(bn_name)
+        _replace(folded, layer_name, fold_bn_module(layer, bn))
+        _replace(folded, bn_name, nn.Identity())
+    return folded.eval()

@@ -178,7 +178,7 @@ def format_report(report: Report) -> str:
     """The report as plain text: the machine, times, ratios and the targets."""
     lines = [f"{k}: {v}" for k, v in report.machine.items()]
     lines += [
-        f"bandwidth: {report.bandwidth / 1e9:.1f} GB/s (one np.copyto, one core; "
+        f"bandwidth: {report.bandwidth / 1e9:.1f} GB/s (fastest np.copyto, one core; "
         "bytes read + written per second)",
         f"floor = {PASSES} x bytes(x) / bandwidth: the time to move the {PASSES} arrays"
         " the size of x",

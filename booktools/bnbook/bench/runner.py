@@ -25,11 +25,11 @@ prints the medians over the three runs: no call after the first should take more
 than 1.5 times the steady median.
 
 The floor is the time to move ``PASSES`` arrays the size of ``x`` at the bandwidth
-of one large ``np.copyto`` (bytes read plus written per second, by one core); times
-are also reported in multiples of it. Several cores can move more, so for a run on
-several threads the floor is too long a time and the multiples flatter the run;
-they can fall below 1. Peak memory is measured with :mod:`tracemalloc`, which sees
-numpy's allocations but not torch's.
+of the fastest of several large ``np.copyto`` (bytes read plus written per second,
+by one core); times are also reported in multiples of it. Several cores can move
+more, so for a run on several threads the floor is too long a time and the
+multiples flatter the run; they can fall below 1. Peak memory is measured with
+:mod:`tracemalloc`, which sees numpy's allocations but not torch's.
 
 See Also
 --------

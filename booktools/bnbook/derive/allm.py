@@ -22,9 +22,10 @@ from bnbook.derive.general import (
     batch_sums,
     compact_dx,
     exact_gradients,
+    exact_stages,
     general_batch,
     projection_entry,
-    staged_dx,
+    staged_stages,
 )
 from bnbook.derive.ledger import verified
 from bnbook.derive.proof import Proof, prove_equal
@@ -65,8 +66,10 @@ def _gradients(bn: GeneralBatch) -> Pairs:
 
 
 def _staged() -> Pairs:
+    """Every stage of the paper's pass, each the partial derivative it names:
+    ``dl/dx_hat_i``, ``dl/dvar``, ``dl/dmu`` and ``dl/dx_i``, for every ``m``."""
     bn = general_batch()
-    return ((exact_gradients(bn)[0], staged_dx(bn)),)
+    return tuple(zip(exact_stages(bn), staged_stages(bn), strict=True))
 
 
 def _sums(bn: GeneralBatch) -> tuple[sp.Expr, sp.Expr]:

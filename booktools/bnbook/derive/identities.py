@@ -24,6 +24,7 @@ from bnbook.derive.general import (
 
 __all__ = [
     "bessel",
+    "bessel_terms",
     "eval_affine",
     "fold",
     "momentum",
@@ -60,10 +61,12 @@ def sigmoid_slope() -> Pairs:
 
 
 def bessel() -> Pairs:
-    """``E[sigma_B^2] = (m - 1)/m Var[x]`` from ``E[x_k x_l] = mu^2 + s^2 delta_kl``.
+    """``E[mu_B] = E[x]`` and ``E[sigma_B^2] = (m - 1)/m Var[x]``, from
+    ``E[x_k] = mu`` and ``E[x_k x_l] = mu^2 + s^2 delta_kl``.
 
     Notes
     -----
+    ``E[mu_B] = m^-1 sum_k E[x_k]`` is summed by SymPy up to a symbolic ``m``.
     ``E[x_bar^2] = m^-2 sum_k sum_l E[x_k x_l]`` is summed by SymPy over distinct
     indices ``k``, ``l`` up to a symbolic ``m``; ``E[sigma_B^2] = E[x^2] - E[x_bar^2]``.
     """
@@ -74,7 +77,21 @@ def bessel() -> Pairs:
     inner = inner.subs(k <= m, True)  # k runs over 1..m
     e_xbar2 = sp.Sum(inner, (k, 1, m)).doit() / m**2
     e_var = (mu**2 + sd**2) - e_xbar2
-    return ((e_var, (m - 1) / m * sd**2), (m / (m - 1) * e_var, sd**2))
+    e_mean = sp.Sum(mu, (k, 1, m)).doit() / m
+    return (
+        (e_mean, mu),
+        (e_var, (m - 1) / m * sd**2),
+        (m / (m - 1) * e_var, sd**2),
+    )
+
+
+def bessel_terms() -> dict[str, sp.Expr]:
+    """The quantities of :func:`bessel` by name: ``m``, ``mu`` (``E[x]``), ``var``
+    (``Var[x]``), ``mean_b`` (``E[mu_B]``) and ``var_b`` (``E[sigma_B^2]``)."""
+    (mean_b, mu), (var_b, rhs), _ = bessel()
+    m = next(s for s in rhs.free_symbols if s.name == "m")
+    sd = next(s for s in rhs.free_symbols if s.name == "s")
+    return {"m": m, "mu": mu, "var": sd**2, "mean_b": mean_b, "var_b": var_b}
 
 
 def momentum() -> Pairs:

@@ -170,3 +170,25 @@ def test_prove_and_record_records_nothing_when_the_proof_fails(monkeypatch):
     with pytest.raises(AssertionError, match="broken: NOT equal"):
         prove_and_record("broken", "eq-a")
     assert ledger.records() == []
+
+
+def test_merge_any_shards_proofs_hold():
+    from bnbook.derive import merge
+
+    for name, proof in merge.any_shards_proofs().items():
+        assert proof.holds and proof.method == "simplify", (name, str(proof))
+
+
+def test_merge_wrong_pair_weight_breaks_the_induction(monkeypatch):
+    """n_a n_b / n^2 instead of / n: right when n = 1 and wrong in general, so the
+    induction step (and associativity) must reject it."""
+    from bnbook.derive import merge
+
+    def wrong(a, b):
+        n = a[0] + b[0]
+        mean = (a[0] * a[1] + b[0] * b[1]) / n
+        return n, mean, a[2] + b[2] + a[0] * b[0] / n**2 * (b[1] - a[1]) ** 2
+
+    monkeypatch.setattr(merge, "merge_pair", wrong)
+    proofs = merge.any_shards_proofs()
+    assert not proofs["step"].holds and not proofs["associative"].holds

@@ -13,7 +13,7 @@ notation into it: ``\\frac{\\partial \\ell}{\\partial v}`` becomes one symbol pe
 ``v``, ``\\hat{x}_k`` becomes ``\\xi_{k}``, layout (``aligned``, ``\\underbrace``,
 ``\\Big``, spacing) goes, and each ``\\sum`` gets explicit parentheses around its
 term (a sum runs over the product that follows it, up to the next ``+``, ``-`` or
-``=``). :data:`READINGS` gives each checked label its setting; :data:`BY_HAND`
+``=``). ``READINGS`` gives each checked label its setting; ``BY_HAND``
 names the SymPy-backed labels whose display is checked by hand, with the reason.
 
 Importing this module needs SymPy (and lark for :func:`parse_side`).
@@ -271,7 +271,7 @@ class Reading:
 
 
 def _training(size: sp.Expr | None = None, renames: tuple = ()) -> Reading:
-    """BatchNorm in training mode: every symbol of {ref}`gradients`' notation."""
+    """BatchNorm in training mode: every symbol of the gradients chapter."""
     bn = general_batch(size)
     d_xhat, d_var, d_mu, d_x = exact_stages(bn)
     _, d_gamma, d_beta = exact_gradients(bn)

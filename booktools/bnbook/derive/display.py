@@ -66,6 +66,8 @@ _TARGETS = {  # what follows \partial in the denominator -> placeholder
     r"\beta": r"\rho",
 }
 _LAYOUT = (
+    (r"\\sigma_B\^2", r"\\sigma^2"),
+    (r"\\mu_B\b", r"\\mu"),
     (r"\\begin\{(aligned|gathered)\}|\\end\{(aligned|gathered)\}", " "),
     (r"\\(Big|big|Bigg|left|right)(?=[()|.])", ""),
     (r"\\(qquad|quad|,|;|!|\s)", " "),
@@ -133,8 +135,17 @@ def _wrap_sums(text: str) -> str:
     return out + text[i:]
 
 
+_PLACEHOLDERS = ("psi", "tau", "kappa", "omega", "theta", "rho", "xi", "phi", "nu")
+
+
 def prepare(latex: str, renames: tuple[tuple[str, str], ...] = ()) -> str:
-    """The book's LaTeX in the parser's dialect (see the module's docstring)."""
+    """The book's LaTeX in the parser's dialect (see the module's docstring).
+
+    Raises ValueError if ``latex`` already uses a letter that stands for something
+    else after the rewriting (``\\psi``, ``\\tau``, ...).
+    """
+    if taken := [p for p in _PLACEHOLDERS if re.search(rf"\\{p}(?![a-z])", latex)]:
+        raise ValueError(f"the display uses {taken}, which the reader reserves")
     text = _drop_underbraces(latex)
     for old, new in renames:
         text = text.replace(old, new)
@@ -323,8 +334,7 @@ def _var_xhat() -> Reading:
     bn = general_batch()
     (_, _), (var_xhat, _) = identities.var_xhat(bn)
     scalars = {"nu": var_xhat, "phi": bn.var, "epsilon": bn.s**2 - bn.var}
-    renames = ((r"\operatorname{Var}_{\mathcal{B}}(\hat{x}_k)", r"\nu"),)
-    renames += ((r"\sigma_k^2", r"\sigma^2"),)
+    renames = ((r"\operatorname{Var}_B(\hat{x})", r"\nu"),)
     return Reading(bn, scalars, _no_examples, renames)
 
 
@@ -337,9 +347,9 @@ def _population() -> Reading:
         "nu": t["var_b"],
     }  # fmt: skip
     renames = (
-        (r"\mathrm{E}_{\mathcal{B}}[\mu_{\mathcal{B}}]", r"\alpha"),
-        (r"\mathrm{E}_{\mathcal{B}}[\sigma^2_{\mathcal{B}}]", r"\nu"),
-        (r"\mathrm{E}\bigl[\sigma^2_{\mathcal{B}}\bigr]", r"\nu"),
+        (r"\mathrm{E}_B[\mu_B]", r"\alpha"),
+        (r"\mathrm{E}_B[\sigma_B^2]", r"\nu"),
+        (r"\mathrm{E}_B\bigl[\sigma_B^2\bigr]", r"\nu"),
         (r"\mathrm{E}[x]", r"\mu"),
         (r"\mathrm{Var}[x]", r"\sigma^2"),
     )

@@ -55,6 +55,8 @@ def test_staged_display_is_proved(blocks):
         ("eq-compact", r"\hat{x}_i \sum_{k} g_k\hat{x}_k", r"\hat{x}_i \sum_{k} g_k"),
         ("eq-eval-backward", r"\frac{\partial \ell}{\partial \beta} = \sum_i g_i",
          r"\frac{\partial \ell}{\partial \beta} = -\sum_i g_i"),  # a sign slip
+        ("eq-norm-eval-affine", r"\beta - a", r"\beta + a"),  # via a definition
+        ("eq-norm-sigmoid-slope", r"{4\cosh", r"{2\cosh"),
     ],
 )  # fmt: skip
 def test_check_rejects_a_mutated_display(blocks, label, old, new):

@@ -69,7 +69,7 @@ _LAYOUT = (
     (r"\\sigma_B\^2", r"\\sigma^2"),
     (r"\\mu_B\b", r"\\mu"),
     (r"\\begin\{(aligned|gathered)\}|\\end\{(aligned|gathered)\}", " "),
-    (r"\\(Big|big|Bigg|left|right)(?=[()|.])", ""),
+    (r"\\(Bigl|Bigr|bigl|bigr|Big|big|Bigg|left|right)(?=[()|.\[\]])", ""),
     (r"\\(qquad|quad|,|;|!|\s)", " "),
     (r"\{\}", " "),
     (r"&", " "),
@@ -78,12 +78,13 @@ _LAYOUT = (
     (r"\\hat\{x\}_(\w)", r"\\xi_{\1}"),
     (r"\\hat\{x\}_\{(\w)\}", r"\\xi_{\1}"),
     (r"\\sigma\^2", r"\\phi"),
+    (r"\\cosh\^2\(([^()]*)\)", r"(\\frac{e^{\1} + e^{-\1}}{2})^2"),
     (r"([a-zA-Z])_([a-zA-Z0-9])(?![{\w])", r"\1_{\2}"),
 )
 
 
 def math_blocks(markdown: str) -> dict[str, str]:
-    """Label -> LaTeX of every labelled ```` ```{math} ```` block of a MyST page."""
+    """Label -> LaTeX of every labelled ``{math}`` block of a MyST page."""
     pattern = re.compile(r"^```\{math\}\n:label: (\S+)\n(.*?)^```", re.M | re.S)
     return {m.group(1): m.group(2).strip() for m in pattern.finditer(markdown)}
 
@@ -226,13 +227,16 @@ class Reading:
 
     ``scalars`` maps a symbol's name to its expression; ``per_example(name, index)``
     gives the expression of an indexed symbol (``x_{i}``, ``\\xi_{k}``); sums over the
-    batch are taken by :func:`~bnbook.derive.general.batch_sum`.
+    batch are taken by :func:`~bnbook.derive.general.batch_sum`. A relation whose
+    left side is a name in ``defines`` defines that name for the others (it is
+    substituted, not proved).
     """
 
     bn: GeneralBatch
     scalars: dict[str, sp.Expr]
     per_example: Callable[[str, str], sp.Expr]
     renames: tuple[tuple[str, str], ...] = field(default=())
+    defines: tuple[str, ...] = field(default=())
 
     def meaning(self, expr: sp.Expr) -> sp.Expr:
         """``expr`` (parsed) in the setting: sums taken, symbols replaced.
@@ -360,6 +364,31 @@ def _no_examples(base: str, index: str) -> sp.Expr:
     raise ValueError(f"the symbol {base}_{index} has no meaning here")
 
 
+def _sigmoid() -> Reading:
+    """The sigmoid ``sig(z) = 1 / (1 + e^-z)`` and its slope ``sig'(z)``."""
+    z = sp.Symbol("z", real=True)
+    sig = 1 / (1 + sp.exp(-z))
+    scalars = {"z": z, "e": sp.E, "psi": sp.diff(sig, z)}
+    renames = (
+        (r"\operatorname{sig}'(z)", r"\psi"),
+        (r"\operatorname{sig}(z)", r"\frac{1}{1 + e^{-z}}"),
+    )
+    return Reading(general_batch(), scalars, _no_examples, renames)
+
+
+def _eval_affine() -> Reading:
+    """Eval-mode BatchNorm of one value ``x``, its slope ``a`` and offset ``b``
+    defined by the display itself."""
+    x, gamma, beta, mu_r = sp.symbols("x gamma beta mu_run", real=True)
+    var_r, eps = sp.Symbol("sigma2_run", positive=True), sp.Symbol("eps", positive=True)
+    y = gamma * (x - mu_r) / sp.sqrt(var_r + eps) + beta
+    scalars = {
+        "x": x, "y": y, "gamma": gamma, "beta": beta, "mu_{run}": mu_r,
+        "phi_{run}": var_r, "epsilon": eps,
+    }  # fmt: skip
+    return Reading(general_batch(), scalars, _no_examples, defines=("a", "b"))
+
+
 _CONV = (
     (r"_{n,l}", "_i"), (r"_{n',l'}", "_k"), (r"\sum_{n',l'}", r"\sum_{k}"),
     (r"x_{n,l}", "x_i"), ("NL", "N L"),
@@ -377,6 +406,8 @@ READINGS: dict[str, Callable[[], Reading]] = {
     "eq-norm-var-xhat": _var_xhat,
     "eq-norm-population": _population,
     "eq-norm-bessel": _population,
+    "eq-norm-sigmoid-slope": _sigmoid,
+    "eq-norm-eval-affine": _eval_affine,
 }
 
 _VECTORS = "vectors and matrices, which the LaTeX parser does not read"
@@ -385,11 +416,9 @@ BY_HAND: dict[str, str] = {
     "eq-grad-norm": f"{_VECTORS} (norms)",
     "eq-scale-invariance": "evaluation bars and ε as a subscript of x̂",
     "eq-weight-decay": f"{_VECTORS} (norms, the fixed point ⋆)",
-    "eq-norm-sigmoid-slope": "the parser has no cosh",
     "eq-norm-zsat": "an inequality with arccosh",
     "eq-norm-identity": "an implication (⟹), not an equation",
     "eq-norm-ema": "a recurrence in the step t",
-    "eq-norm-eval-affine": "a and b are defined by the display itself",
     "eq-norm-fold": f"{_VECTORS} (diag, ⊙)",
 }
 
@@ -407,12 +436,21 @@ def check(label: str, latex: str) -> list[str]:
     pairs = relations(latex, reading.renames)
     if not pairs:
         return [f"{label}: no relation found in the display"]
-    problems = []
+    problems, defined = [], {}
+    for lhs, rhs in pairs:  # the display's own definitions first
+        if lhs.strip() in reading.defines:
+            defined[sp.Symbol(lhs.strip())] = parse_side(rhs)
+    for _ in defined:  # a definition may use another one
+        defined = {k: v.xreplace(defined) for k, v in defined.items()}
     for lhs, rhs in pairs:
+        if lhs.strip() in reading.defines:
+            continue
         try:
-            a, b = (reading.meaning(parse_side(side)) for side in (lhs, rhs))
+            parsed = (parse_side(side).xreplace(defined) for side in (lhs, rhs))
+            a, b = (reading.meaning(side) for side in parsed)
         except Exception as err:  # noqa: BLE001 (any parse failure is a problem)
-            problems.append(f"{label}: cannot read {lhs} = {rhs}: {err}")
+            reason = str(err).strip().splitlines()[0]
+            problems.append(f"{label}: cannot read {lhs} = {rhs}: {reason}")
             continue
         proof = prove_equal(a, b)
         if not (proof.holds and proof.method == "simplify"):

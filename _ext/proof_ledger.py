@@ -10,8 +10,14 @@ equations of the math domain:
   names the label and the page;
 - a record for a label that is no equation is a warning too (a typo).
 
-The directive ``proof-ledger`` (on ``ledger.md``) becomes the table: equation,
-page, how verified.
+- a SymPy-backed equation whose display has a reading in
+  :data:`bnbook.derive.display.READINGS` has its displayed LaTeX (as the page shows
+  it) parsed back into SymPy and proved relation by relation; a mismatch is a
+  warning (an error under ``-W``), so a slip on the page fails the build.
+
+The directive ``proof-ledger`` (on ``ledger.md``) becomes the table: equation (with
+its number as the pages show it, resolved like an ``{eq}`` reference), page, how
+verified, and whether the display was checked.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from __future__ import annotations
 from typing import Any
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from bnbook.derive.ledger import KINDS, parse_key
+
+SYMPY_KINDS = {kind for kind in KINDS if kind.startswith("sympy")}
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +54,50 @@ class ProofLedgerDirective(SphinxDirective):
 
 def _purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
     getattr(env, "proof_ledger_docs", set()).discard(docname)
+    displays = getattr(env, "proof_displays", {})
+    for label in [lab for lab, (doc, _) in displays.items() if doc == docname]:
+        del displays[label]
 
 
 def _merge(app: Sphinx, env: BuildEnvironment, docnames: Any, other: Any) -> None:
     docs = getattr(env, "proof_ledger_docs", set())
     env.proof_ledger_docs = docs | getattr(other, "proof_ledger_docs", set())
+    displays = getattr(env, "proof_displays", {})
+    env.proof_displays = displays | getattr(other, "proof_displays", {})
+
+
+def _collect_displays(app: Sphinx, doctree: nodes.document) -> None:
+    """Label -> (docname, LaTeX) of every labelled display math of the page."""
+    displays = getattr(app.env, "proof_displays", {})
+    for node in doctree.findall(nodes.math_block):
+        if node.get("label"):
+            displays[node["label"]] = (app.env.docname, node.astext())
+    app.env.proof_displays = displays  # type: ignore[attr-defined]
+
+
+def display_status(label: str, records: list[dict[str, str]]) -> str:
+    """The ledger's "display checked" cell for one equation."""
+    from bnbook.derive import display
+
+    if not any(r["kind"] in SYMPY_KINDS for r in records):
+        return "(no SymPy record)"
+    if label in display.READINGS:
+        return "yes: parsed back and proved"
+    if label in display.BY_HAND:
+        return f"by hand: {display.BY_HAND[label]}"
+    return "no"
+
+
+def display_problems(env: BuildEnvironment, label: str) -> list[str]:
+    """The problems of ``label``'s display (cached in ``env`` by its LaTeX)."""
+    from bnbook.derive import display
+
+    latex = env.proof_displays[label][1]  # type: ignore[attr-defined]
+    cache = getattr(env, "proof_display_results", {})
+    if (label, latex) not in cache:
+        cache[label, latex] = display.check(label, latex)
+    env.proof_display_results = cache  # type: ignore[attr-defined]
+    return cache[label, latex]
 
 
 def _outdated(app: Sphinx, env: BuildEnvironment, *changes: Any) -> list[str]:
@@ -116,6 +164,26 @@ def check_ledger(app: Sphinx, env: BuildEnvironment) -> None:
             location=docname,
             type="ledger",
         )
+    check_displays(env, found)
+
+
+def check_displays(env: BuildEnvironment, found: dict[str, list]) -> None:
+    """Warn for each SymPy-backed display that does not say what was proved."""
+    from bnbook.derive import display
+
+    displays = getattr(env, "proof_displays", {})
+    for label, records in sorted(found.items()):
+        if label not in display.READINGS or label not in displays:
+            continue
+        if not any(r["kind"] in SYMPY_KINDS for r in records):
+            continue
+        for problem in display_problems(env, label):
+            logger.warning(
+                f"proof ledger: the display of {label!r} is not what was proved: "
+                f"{problem}",
+                location=displays[label][0],
+                type="ledger",
+            )
 
 
 def _cell(*children: nodes.Node) -> nodes.entry:
@@ -124,13 +192,16 @@ def _cell(*children: nodes.Node) -> nodes.entry:
     return nodes.entry("", para)
 
 
+_HEADS = ("Equation", "Page", "How", "Display checked")
+
+
 def _table(rows: list[list[nodes.entry]]) -> nodes.table:
-    table, group = nodes.table(classes=["proof-ledger"]), nodes.tgroup(cols=3)
+    table, group = nodes.table(classes=["proof-ledger"]), nodes.tgroup(cols=4)
     table += group
-    for width in (30, 25, 45):
+    for width in (26, 20, 36, 18):
         group += nodes.colspec(colwidth=width)
     head, body = nodes.thead(), nodes.tbody()
-    head += nodes.row("", *[_cell(nodes.Text(t)) for t in ("Equation", "Page", "How")])
+    head += nodes.row("", *[_cell(nodes.Text(t)) for t in _HEADS])
     for cells in rows:
         body += nodes.row("", *cells)
     group += head
@@ -146,15 +217,32 @@ def fill_ledger(app: Sphinx, doctree: nodes.document, fromdocname: str) -> None:
     env = app.env
     found = collect_records(getattr(env, "nb_metadata", {}))
     rows = []
-    for label, (docname, number) in sorted(_equations(env).items(), key=_order(env)):
-        uri = app.builder.get_relative_uri(fromdocname, docname)
-        ref = nodes.reference("", "", refuri=f"{uri}#equation-{label}")
-        ref += nodes.literal(text=f"{label} ({number})")
+    for label, (docname, _) in sorted(_equations(env).items(), key=_order(env)):
+        ref = _reference(app, fromdocname, label)
         title = env.titles[docname].astext() if docname in env.titles else docname
         how = "; ".join(describe(r) for r in found.get(label, [])) or "NO CHECK"
-        rows.append([_cell(ref), _cell(nodes.Text(title)), _cell(nodes.Text(how))])
+        shown = display_status(label, found.get(label, []))
+        rows.append(
+            [_cell(ref), _cell(nodes.Text(title)), _cell(nodes.Text(how))]
+            + [_cell(nodes.Text(shown))]
+        )
     for holder in holders:
         holder.replace_self(_table(rows))
+
+
+def _reference(app: Sphinx, fromdocname: str, label: str) -> nodes.Element:
+    """A link to ``label`` titled ``label (number)``, the number exactly as an
+    ``{eq}`` reference on any page shows it (the math domain resolves it)."""
+    domain = app.env.get_domain("math")
+    pending = addnodes.pending_xref("", refdomain="math", reftype="eq", reftarget=label)
+    found = domain.resolve_xref(
+        app.env, fromdocname, app.builder, "eq", label, pending, nodes.Text("")
+    )
+    number = found.astext() if found is not None else "(?)"
+    ref = found if found is not None else nodes.reference("", "")
+    ref.children = []
+    ref += nodes.literal(text=f"{label} {number}")
+    return ref
 
 
 def _order(env: BuildEnvironment):
@@ -184,6 +272,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
     app.connect("env-get-outdated", _outdated)
+    app.connect("doctree-read", _collect_displays)
     app.connect("env-check-consistency", check_ledger)
     app.connect("doctree-resolved", fill_ledger)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

@@ -13,9 +13,11 @@ from bnbook.derive.general import (
     batch_sum,
     compact_dx,
     exact_gradients,
+    exact_stages,
     failing_sizes,
     general_batch,
     instance,
+    staged_stages,
 )
 from bnbook.derive.proof import prove_equal
 
@@ -56,6 +58,41 @@ def test_prove_wrong_mean_term_passes_at_three_fails_for_all_m(bn, dx):
     assert not general.holds and general.method == "counterexample"
     # ... and the next size up already fails.
     assert failing_sizes(bn, dx, wrong, range(3, 6)) == [4, 5]
+
+
+def test_staged_compensated_mistake_is_rejected_at_its_stage(bn):
+    """A doubled dl/dvar, halved again in dl/dx_i: the final gradient is right, so a
+    proof of the last stage alone accepts it; the proof of every stage does not."""
+    exact = exact_stages(bn)
+    wrong = staged_stages(bn, var_factor=2)
+    assert prove_equal(exact[3], wrong[3])  # the last line still agrees
+    verdicts = [prove_equal(a, b) for a, b in zip(exact, wrong, strict=True)]
+    assert [bool(v) for v in verdicts] == [True, False, True, True]
+    assert verdicts[1].method == "counterexample"
+
+
+def test_exact_stages_hold_the_paper_stages(bn):
+    """The right stages, and each stage proved against the partial it names."""
+    for a, b in zip(exact_stages(bn), staged_stages(bn), strict=True):
+        proof = prove_equal(a, b)
+        assert proof.holds and proof.method == "simplify", str(proof)
+
+
+def test_exact_stage_dvar_matches_torch_at_size_four(bn, rng):
+    """dl/dvar of the staged graph against autograd through var as a leaf."""
+    size, eps, gamma = 4, 1e-2, 0.7
+    x, g = rng.normal(size=size), rng.normal(size=size)
+    xt = torch.tensor(x)
+    mu_t = xt.mean().detach().requires_grad_()
+    var_t = ((xt - mu_t) ** 2).mean().detach().requires_grad_()
+    loss = (gamma * (xt - mu_t) / torch.sqrt(var_t + eps) * torch.tensor(g)).sum()
+    loss.backward()
+    xs, gs = sp.symbols("x3:5"), sp.symbols("g3:5")
+    point = {bn.xi: x[0], bn.xj: x[1], bn.gi: g[0], bn.gj: g[1], bn.gamma: gamma}
+    point |= dict(zip(xs, x[2:], strict=True)) | dict(zip(gs, g[2:], strict=True))
+    point[bn.s] = float(np.sqrt(x.var() + eps))
+    ours = float(instance(bn, exact_stages(bn)[1], size).xreplace(point))
+    assert abs(ours - var_t.grad.item()) < 1e-10
 
 
 def test_prove_weakened_orthogonality_fails(bn):
@@ -133,3 +170,25 @@ def test_prove_and_record_records_nothing_when_the_proof_fails(monkeypatch):
     with pytest.raises(AssertionError, match="broken: NOT equal"):
         prove_and_record("broken", "eq-a")
     assert ledger.records() == []
+
+
+def test_merge_any_shards_proofs_hold():
+    from bnbook.derive import merge
+
+    for name, proof in merge.any_shards_proofs().items():
+        assert proof.holds and proof.method == "simplify", (name, str(proof))
+
+
+def test_merge_wrong_pair_weight_breaks_the_induction(monkeypatch):
+    """n_a n_b / n^2 instead of / n: right when n = 1 and wrong in general, so the
+    induction step (and associativity) must reject it."""
+    from bnbook.derive import merge
+
+    def wrong(a, b):
+        n = a[0] + b[0]
+        mean = (a[0] * a[1] + b[0] * b[1]) / n
+        return n, mean, a[2] + b[2] + a[0] * b[0] / n**2 * (b[1] - a[1]) ** 2
+
+    monkeypatch.setattr(merge, "merge_pair", wrong)
+    proofs = merge.any_shards_proofs()
+    assert not proofs["step"].holds and not proofs["associative"].holds

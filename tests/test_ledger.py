@@ -152,7 +152,11 @@ def test_ledger_build_fails_for_an_unchecked_equation_and_lists_the_rest(tmp_pat
     html = (book / "_build" / "html" / "ledger.html").read_text()
     text = re.sub(r"<[^>]+>", "", html)
     assert "eq-good (1)" in text and "SymPy, all sizes: every m" in text
-    assert "eq-bad (1)" in text and "NO CHECK" in text
+    # the number the page shows (the book numbers equations across pages)
+    bad_page = (book / "_build" / "html" / "bad.html").read_text()
+    assert 'class="eqno">(2)' in bad_page
+    assert "eq-bad (2)" in text and "NO CHECK" in text
+    assert "Display checked" in text and "(no SymPy record)" in text
     assert 'href="good.html#equation-eq-good"' in html
     # Give the bad page its check; an incremental rebuild passes and updates the table.
     call = 'verified("eq-bad", "torch");'
@@ -164,3 +168,33 @@ def test_ledger_build_fails_for_an_unchecked_equation_and_lists_the_rest(tmp_pat
     html = (book / "_build" / "html" / "ledger.html").read_text()
     text = re.sub(r"<[^>]+>", "", html)
     assert "NO CHECK" not in text and KINDS["torch"] in text
+
+
+_ROW = re.compile(
+    r'href="([^"#]+)#equation-([\w-]+)"><code[^>]*><span class="pre">\2</span>\s*'
+    r'<span class="pre">(\([^)<]*\))</span>'
+)
+
+
+def ledger_rows(site: Path) -> list[tuple[str, str, str]]:
+    """``(page, label, number)`` of every row of the built ledger page."""
+    return _ROW.findall((site / "ledger.html").read_text())
+
+
+def page_number(site: Path, page: str, label: str) -> str | None:
+    """The number the page itself shows beside the equation ``label``."""
+    html = (site / page).read_text()
+    number = r'<span class="eqno">(\([^)<]*\))'
+    found = re.search(rf'id="equation-{label}">\s*{number}', html)
+    return found.group(1) if found else None
+
+
+def test_ledger_numbers_are_the_numbers_on_the_pages(site):
+    rows = ledger_rows(site)
+    assert len(rows) >= 50  # every labelled equation of the book has a row
+    wrong = [
+        (label, number, page_number(site, page, label))
+        for page, label, number in rows
+        if page_number(site, page, label) != number
+    ]
+    assert wrong == []

@@ -22,9 +22,10 @@ from bnbook.derive.general import (
     batch_sums,
     compact_dx,
     exact_gradients,
+    exact_stages,
     general_batch,
     projection_entry,
-    staged_dx,
+    staged_stages,
 )
 from bnbook.derive.ledger import verified
 from bnbook.derive.proof import Proof, prove_equal
@@ -65,8 +66,10 @@ def _gradients(bn: GeneralBatch) -> Pairs:
 
 
 def _staged() -> Pairs:
+    """Every stage of the paper's pass, each the partial derivative it names:
+    ``dl/dx_hat_i``, ``dl/dvar``, ``dl/dmu`` and ``dl/dx_i``, for every ``m``."""
     bn = general_batch()
-    return ((exact_gradients(bn)[0], staged_dx(bn)),)
+    return tuple(zip(exact_stages(bn), staged_stages(bn), strict=True))
 
 
 def _sums(bn: GeneralBatch) -> tuple[sp.Expr, sp.Expr]:
@@ -166,9 +169,15 @@ def prove(name: str) -> Proof:
 
 
 def prove_and_record(
-    name: str, *labels: str, detail: str = "every batch size m"
+    name: str,
+    *labels: str,
+    detail: str = "every batch size m",
+    kind: str = "sympy-all-m",
 ) -> Proof:
-    """Prove the identity ``name`` for all sizes, then record ``labels`` in the ledger.
+    """Prove the identity ``name``, then record ``labels`` in the ledger.
+
+    ``kind`` is ``"sympy-all-m"`` (the identity holds for a symbolic size) or
+    ``"sympy-exact"`` (it involves no size).
 
     Raises
     ------
@@ -176,15 +185,17 @@ def prove_and_record(
         If the proof fails (a chapter's check cell then stops the build); nothing is
         recorded.
     ValueError
-        If ``name`` is unknown.
+        If ``name`` is unknown or ``kind`` is not one of the two SymPy kinds.
 
     See Also
     --------
-    bnbook.derive.ledger.verified : the record, with kind ``"sympy-all-m"``.
+    bnbook.derive.ledger.verified : the record, with kind ``kind``.
     """
+    if kind not in ("sympy-all-m", "sympy-exact"):
+        raise ValueError(f"kind must be 'sympy-all-m' or 'sympy-exact', got {kind!r}")
     proof = prove(name)
     if not (proof.holds and proof.method == "simplify"):
         raise AssertionError(f"{name}: {proof}")
     for label in labels:
-        verified(label, "sympy-all-m", detail)
+        verified(label, kind, detail)
     return proof

@@ -32,11 +32,13 @@ __all__ = [
     "batch_sum",
     "compact_dx",
     "exact_gradients",
+    "exact_stages",
     "failing_sizes",
     "general_batch",
     "instance",
     "projection_entry",
     "staged_dx",
+    "staged_stages",
 ]
 
 _pos = {"positive": True}
@@ -127,17 +129,62 @@ def compact_dx(bn: GeneralBatch, g: sp.Expr, x_hat: sp.Expr) -> sp.Expr:
     return bn.gamma / (bn.m * bn.s) * (bn.m * g - bn.sg - x_hat * bn.sum_g_xhat)
 
 
-def staged_dx(bn: GeneralBatch) -> sp.Expr:
-    """``dl/dx_i`` by the paper's four stages (Ioffe & Szegedy 2015, sec. 3).
+Stages = tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]
+
+
+def exact_stages(bn: GeneralBatch) -> Stages:
+    """The staged pass's four partial derivatives, by SymPy's differentiation.
+
+    ``(dl/dx_hat_i, dl/dvar, dl/dmu, dl/dx_i)`` in the paper's graph, where
+    ``x_hat``, ``var`` and ``mu`` are nodes of their own (Ioffe & Szegedy 2015,
+    sec. 3): ``dl/dx_hat_i`` holds the other ``x_hat_k``; ``dl/dvar`` holds ``x``
+    and ``mu``; ``dl/dmu`` holds ``x`` and follows ``mu`` through ``x_hat`` and
+    through ``var = sum_k (x_k - mu)^2 / m``; ``dl/dx_i`` is the total derivative.
+    Each is written with ``s`` (rational), for a symbolic batch size.
+    """
+    xh_i, rest = sp.Symbol("xhat_i"), sp.Symbol("R_gxhat")  # rest: sum g_k x_hat_k
+    d_xhat = sp.diff(bn.gamma * (bn.gi * xh_i + rest) + bn.beta * bn.sg, xh_i)
+    mu_h, var_h = sp.Symbol("M"), sp.Symbol("V", positive=True)
+    loss = bn.gamma * (bn.sgx - mu_h * bn.sg) / sp.sqrt(var_h + bn.eps)
+    loss += bn.beta * bn.sg
+    var_of_mu = (bn.sxx - 2 * mu_h * bn.sx + bn.m * mu_h**2) / bn.m
+    at = {mu_h: bn.mu, var_h: bn.var}
+    d_var = sp.diff(loss, var_h)
+    d_mu = sp.diff(loss, mu_h) + d_var * sp.diff(var_of_mu, mu_h)
+    d_var, d_mu = (bn.rational(e.xreplace(at)) for e in (d_var, d_mu))
+    return d_xhat, d_var, d_mu, exact_gradients(bn)[0]
+
+
+def staged_stages(bn: GeneralBatch, var_factor: int = 1) -> Stages:
+    """The four stages as the paper writes them (Ioffe & Szegedy 2015, sec. 3).
 
     ``dx_hat_k = g_k gamma``; ``dvar = -1/2 s^-3 sum_k dx_hat_k (x_k - mu)``;
     ``dmu = -sum_k dx_hat_k / s + dvar sum_k -2 (x_k - mu) / m``;
-    ``dx_i = dx_hat_i / s + dvar 2 (x_i - mu) / m + dmu / m``.
+    ``dx_i = dx_hat_i / s + dvar 2 (x_i - mu) / m + dmu / m``. Each sum over the
+    batch is taken by :func:`batch_sum` of the per-example stage.
+
+    ``var_factor`` multiplies ``dvar`` and divides its term in ``dx_i`` (a
+    compensated mistake, for tests): with 2 the last stage is still right, the
+    second is not.
     """
-    m, s, mu, gamma = bn.m, bn.s, bn.mu, bn.gamma
-    dvar = -gamma * (bn.sgx - mu * bn.sg) / (2 * s**3)
-    dmu = -gamma * bn.sg / s + dvar * (-2 * (bn.sx - m * mu) / m)
-    return bn.gi * gamma / s + dvar * 2 * (bn.xi - mu) / m + dmu / m
+    m, s, mu = bn.m, bn.s, bn.mu
+    xk, gk = sp.Symbol("x_k"), sp.Symbol("g_k")
+    sums = batch_sums(bn)
+
+    def total(expr: sp.Expr) -> sp.Expr:
+        return batch_sum(expr, (xk, gk), sums)
+
+    d_xhat_k = bn.gamma * gk
+    d_var = var_factor * -total(d_xhat_k * (xk - mu)) / (2 * s**3)
+    d_mu = -total(d_xhat_k) / s + d_var * -2 * total(xk - mu) / m
+    d_xhat_i = d_xhat_k.xreplace({gk: bn.gi})
+    d_x = d_xhat_i / s + d_var / var_factor * 2 * (bn.xi - mu) / m + d_mu / m
+    return d_xhat_i, d_var, d_mu, d_x
+
+
+def staged_dx(bn: GeneralBatch) -> sp.Expr:
+    """``dl/dx_i`` by the paper's four stages: the last of :func:`staged_stages`."""
+    return staged_stages(bn)[3]
 
 
 def projection_entry(bn: GeneralBatch, same: bool) -> sp.Expr:

@@ -24,6 +24,7 @@ from bnbook.derive.general import (
 
 __all__ = [
     "bessel",
+    "bessel_terms",
     "eval_affine",
     "fold",
     "momentum",
@@ -48,22 +49,36 @@ def var_xhat(bn: GeneralBatch | None = None) -> Pairs:
 
 
 def sigmoid_slope() -> Pairs:
-    """``g' = g (1 - g) = 1 / (4 cosh^2(z/2))`` and the saturation threshold:
-    ``g'(z_sat) = f / 4`` at ``z_sat = 2 arccosh(1 / sqrt(f))``."""
+    """``g' = g (1 - g) = 1 / (4 cosh^2(z/2))`` and the saturation threshold.
+
+    ``g'(z_sat) = f / 4`` at ``z_sat = 2 arccosh(1 / sqrt(f))`` (``0 < f <= 1``);
+    ``g'`` is even and strictly decreasing for ``z > 0`` (the sign of its
+    derivative is -1), so ``g'(z) < f / 4`` exactly when ``|z| > z_sat``.
+    """
     z, f = sp.Symbol("z", real=True), sp.Symbol("f", **_pos)
     g = 1 / (1 + sp.exp(-z))
     slope = sp.diff(g, z)
     z_sat = 2 * sp.acosh(1 / sp.sqrt(f))
     at_sat = (1 / (4 * sp.cosh(z / 2) ** 2)).subs(z, z_sat)
     cosh_form = (1 / (4 * sp.cosh(z / 2) ** 2)).rewrite(sp.exp)
-    return ((slope, g * (1 - g)), (slope, cosh_form), (sp.simplify(at_sat), f / 4))
+    zp = sp.Symbol("z_pos", positive=True)
+    falling = sp.sign(sp.diff(1 / (4 * sp.cosh(zp / 2) ** 2), zp))
+    return (
+        (slope, g * (1 - g)),
+        (slope, cosh_form),
+        (sp.simplify(at_sat), f / 4),
+        (slope.subs(z, -z), slope),
+        (falling, -1),
+    )
 
 
 def bessel() -> Pairs:
-    """``E[sigma_B^2] = (m - 1)/m Var[x]`` from ``E[x_k x_l] = mu^2 + s^2 delta_kl``.
+    """``E[mu_B] = E[x]`` and ``E[sigma_B^2] = (m - 1)/m Var[x]``, from
+    ``E[x_k] = mu`` and ``E[x_k x_l] = mu^2 + s^2 delta_kl``.
 
     Notes
     -----
+    ``E[mu_B] = m^-1 sum_k E[x_k]`` is summed by SymPy up to a symbolic ``m``.
     ``E[x_bar^2] = m^-2 sum_k sum_l E[x_k x_l]`` is summed by SymPy over distinct
     indices ``k``, ``l`` up to a symbolic ``m``; ``E[sigma_B^2] = E[x^2] - E[x_bar^2]``.
     """
@@ -74,7 +89,21 @@ def bessel() -> Pairs:
     inner = inner.subs(k <= m, True)  # k runs over 1..m
     e_xbar2 = sp.Sum(inner, (k, 1, m)).doit() / m**2
     e_var = (mu**2 + sd**2) - e_xbar2
-    return ((e_var, (m - 1) / m * sd**2), (m / (m - 1) * e_var, sd**2))
+    e_mean = sp.Sum(mu, (k, 1, m)).doit() / m
+    return (
+        (e_mean, mu),
+        (e_var, (m - 1) / m * sd**2),
+        (m / (m - 1) * e_var, sd**2),
+    )
+
+
+def bessel_terms() -> dict[str, sp.Expr]:
+    """The quantities of :func:`bessel` by name: ``m``, ``mu`` (``E[x]``), ``var``
+    (``Var[x]``), ``mean_b`` (``E[mu_B]``) and ``var_b`` (``E[sigma_B^2]``)."""
+    (mean_b, mu), (var_b, rhs), _ = bessel()
+    m = next(s for s in rhs.free_symbols if s.name == "m")
+    sd = next(s for s in rhs.free_symbols if s.name == "s")
+    return {"m": m, "mu": mu, "var": sd**2, "mean_b": mean_b, "var_b": var_b}
 
 
 def momentum() -> Pairs:
@@ -163,7 +192,9 @@ def weight_decay() -> Pairs:
     ``|w'|^2 = (1 - eta lam)^2 |w|^2 + eta^2 |grad|^2``. If
     ``|grad| = G / |w|`` (``G``: the gradient norm at unit ``|w|``), the
     fixed point ``r2 = |w|^2`` has ``r2^2 = eta G^2 / (lam (2 - eta lam))``, where
-    the squared angular step ``(eta |grad| / |w|)^2`` is ``eta lam (2 - eta lam)``.
+    the squared sine of the turn, ``(eta |grad| / |w|)^2``, is
+    ``eta lam (2 - eta lam)``, and its cosine ``w . w' / |w|^2`` is ``1 - eta lam``:
+    the turn per step is ``arccos(1 - eta lam)``.
     """
     w, gr = sp.symbols("w_d G_d", real=True)
     eta, lam = sp.Symbol("eta", **_pos), sp.Symbol("lambda", **_pos)
@@ -174,4 +205,7 @@ def weight_decay() -> Pairs:
     g2 = r2**2 * lam * (2 - eta * lam) / eta  # ... G^2 = |w|^4 lam (2 - eta lam)/eta
     fixed = ((1 - eta * lam) ** 2 * r2 + eta**2 * g2 / r2, r2)
     angular = ((eta * sp.sqrt(g2 / r2) / sp.sqrt(r2)) ** 2, eta * lam * (2 - eta * lam))
-    return ((after, (1 - eta * lam) ** 2 * sww + eta**2 * sgg), fixed, angular)
+    # the turn's cosine, w . w' / (|w| |w'|) with |w'| = |w|: 1 - eta lam
+    dot = batch_sum(w * (w - eta * (gr + lam * w)), (w, gr), sums)
+    cosine = (dot / sww, 1 - eta * lam)
+    return ((after, (1 - eta * lam) ** 2 * sww + eta**2 * sgg), fixed, angular, cosine)

@@ -8,6 +8,8 @@ equation with no record fails the build.
 The kinds of verification, strongest first:
 
 - ``"sympy-all-m"``: a SymPy proof for a symbolic batch or group size (all sizes);
+- ``"sympy-exact"``: a SymPy proof of an identity that involves no size at all
+  (per value, or in symbolic parameters only);
 - ``"sympy-instance"``: a SymPy proof at fixed sizes only (``detail`` says which);
 - ``"torch"``: checked numerically against PyTorch;
 - ``"numeric"``: checked numerically (finite differences, simulation);
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 KINDS = {
     "sympy-all-m": "SymPy, all sizes",
+    "sympy-exact": "SymPy, exact (no size involved)",
     "sympy-instance": "SymPy, fixed sizes only",
     "torch": "numerically, against PyTorch",
     "numeric": "numerically",

@@ -11,6 +11,10 @@ its concatenation computable from each shard's count ``n_k``, mean ``mu_k`` and
 3. So a shard is fully described by ``(n_k, S_k, Q_k)``, and the concatenation by
    ``(sum n_k, sum S_k, sum Q_k)``; :func:`merge_proofs` shows that the merge
    formulas give its mean and ``M2`` for symbolic ``n_k``, ``S_k``, ``Q_k``.
+4. :func:`any_shards_proofs`: any number of shards, by induction. The two-shard
+   merge is exact for symbolic sizes and associative (so the order of merging, a
+   tree of any shape, does not matter), and the ``k``-shard formula for ``K + 1``
+   shards is the two-shard merge of its value for the first ``K`` with the last.
 
 Importing this module needs SymPy.
 """
@@ -27,6 +31,8 @@ __all__ = [
     "ShardSymbols",
     "concatenation",
     "deviation_sum_proof",
+    "any_shards_proofs",
+    "merge_pair",
     "merge_proofs",
     "merged_m2",
     "merged_mean",
@@ -141,3 +147,55 @@ def merge_proofs(k: int = 2) -> dict[str, Proof]:
     if k == 2:
         proofs["pairwise"] = prove_equal(pairwise_m2(*shards), m2)
     return proofs
+
+
+Summary = tuple[sp.Expr, sp.Expr, sp.Expr]
+
+
+def merge_pair(a: Summary, b: Summary) -> Summary:
+    """Chan et al.'s merge of two summaries ``(n, mean, M2)``."""
+    n = a[0] + b[0]
+    mean = (a[0] * a[1] + b[0] * b[1]) / n
+    return n, mean, a[2] + b[2] + a[0] * b[0] / n * (b[1] - a[1]) ** 2
+
+
+def _summary(name: str) -> Summary:
+    pos = {"positive": True}
+    n = sp.Symbol(f"n_{name}", **pos)
+    return n, sp.Symbol(f"mu_{name}", real=True), sp.Symbol(f"M_{name}", **pos)
+
+
+def any_shards_proofs() -> dict[str, Proof]:
+    """The merge for any number ``k`` of shards of symbolic sizes, by induction.
+
+    Returns
+    -------
+    dict of str to Proof
+        ``"pairwise"``: the two-shard merge of two shards gives their
+        concatenation's ``M2`` (symbolic sizes); ``"associative"``: merging
+        ``(a, b)`` then ``c`` equals ``a`` then ``(b, c)``, in every component;
+        ``"step"``: the ``k``-shard formula (eq-md-merge) for ``K + 1`` shards equals
+        the two-shard merge of its value for the first ``K`` shards with the last,
+        where the first ``K`` shards enter only through ``A = sum n_k``,
+        ``B = sum n_k mu_k`` and ``C = sum (M2_k + n_k mu_k^2)`` (symbols, so ``K``
+        is any number). With the base case (one shard is its own summary) the
+        formula holds for every ``k``.
+    """
+    a, b, c = (_summary(name) for name in "abc")
+    left, right = merge_pair(merge_pair(a, b), c), merge_pair(a, merge_pair(b, c))
+    big_a, big_b, big_c = sp.symbols("A B C", positive=True)
+
+    def k_formula(n: sp.Expr, nmu: sp.Expr, m2_plus: sp.Expr) -> Summary:
+        """eq-md-merge from its sums: ``n``, ``sum n_k mu_k``, ``sum (M2 + n mu^2)``."""
+        return n, nmu / n, m2_plus - nmu**2 / n
+
+    first = k_formula(big_a, big_b, big_c)
+    n, mu, m2 = c
+    grown = k_formula(big_a + n, big_b + n * mu, big_c + m2 + n * mu**2)
+    step = merge_pair(first, c)
+    return {
+        "pairwise": merge_proofs(2)["pairwise"],
+        "associative": prove_equal(list(left), list(right)),
+        "step": prove_equal(list(grown), list(step)),
+        "base": prove_equal(list(k_formula(n, n * mu, m2 + n * mu**2)), list(c)),
+    }

@@ -1,0 +1,120 @@
+"""bnbook.derive.display: the displayed equations read back into SymPy and proved.
+
+The book's build runs :func:`bnbook.derive.display.check` on every SymPy-backed
+display (``_ext/proof_ledger.py``); these tests mutate one display in a copy of the
+page's text and see the check, and the extension's warning, fail. No book build.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from bnbook.derive import display
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "_ext"))
+import proof_ledger  # noqa: E402  (the book's extension, from _ext/)
+
+PAGES = ("gradients", "normalization")
+
+
+@pytest.fixture(scope="module")
+def blocks() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for page in PAGES:
+        found |= display.math_blocks((ROOT / "chapters" / f"{page}.md").read_text())
+    return found
+
+
+def test_math_blocks_finds_labelled_displays_only():
+    page = "```{math}\n:label: eq-a\na = b\n```\n\n```{math}\nc = d\n```\n"
+    assert display.math_blocks(page) == {"eq-a": "a = b"}
+
+
+def test_relations_split_the_staged_pass_into_its_four_lines(blocks):
+    pairs = display.relations(blocks["eq-staged"])
+    assert [lhs for lhs, _ in pairs] == [r"\psi_{i}", r"\tau", r"\kappa", r"\omega_{i}"]
+
+
+def test_relations_split_a_chain_pairwise():
+    assert display.relations(r"a &= b \\ &= c") == [("a", "b"), ("b", "c")]
+
+
+def test_staged_display_is_proved(blocks):
+    assert display.check("eq-staged", blocks["eq-staged"]) == []
+
+
+@pytest.mark.parametrize(
+    ("label", "old", "new"),
+    [
+        ("eq-staged", r"-\frac{1}{2s^3}", r"-\frac{1}{s^3}"),  # a power slip
+        ("eq-compact", r"\hat{x}_i \sum_{k} g_k\hat{x}_k", r"\hat{x}_i \sum_{k} g_k"),
+        ("eq-eval-backward", r"\frac{\partial \ell}{\partial \beta} = \sum_i g_i",
+         r"\frac{\partial \ell}{\partial \beta} = -\sum_i g_i"),  # a sign slip
+        ("eq-norm-eval-affine", r"\beta - a", r"\beta + a"),  # via a definition
+        ("eq-norm-sigmoid-slope", r"{4\cosh", r"{2\cosh"),
+    ],
+)  # fmt: skip
+def test_check_rejects_a_mutated_display(blocks, label, old, new):
+    assert old in blocks[label]
+    problems = display.check(label, blocks[label].replace(old, new, 1))
+    assert len(problems) == 1 and "is not proved" in problems[0]
+
+
+def test_a_mutated_page_copy_fails_its_check(tmp_path):
+    """The page's own text, one display changed in a copy: the check names it."""
+    page = (ROOT / "chapters" / "gradients.md").read_text()
+    copy = tmp_path / "gradients.md"
+    copy.write_text(page.replace(r"\sum_{i=1}^{m} g_i .", r"m\,g_i .", 1))
+    latex = display.math_blocks(copy.read_text())["eq-grad-gamma-beta"]
+    problems = display.check("eq-grad-gamma-beta", latex)
+    assert len(problems) == 1 and "\\rho = m g_{i} is not proved" in problems[0]
+
+
+def test_extension_warns_for_a_mutated_display(blocks, monkeypatch):
+    """What fails the build under -W: the extension's warning, with the label."""
+    warnings: list[str] = []
+    monkeypatch.setattr(
+        proof_ledger.logger, "warning", lambda msg, **kw: warnings.append(msg)
+    )
+    mutated = blocks["eq-staged"].replace(r"{2s^3}", r"{2s^2}", 1)
+
+    class Env:
+        proof_displays = {"eq-staged": ("chapters/gradients", mutated)}
+
+    found = {"eq-staged": [{"kind": "sympy-all-m", "detail": "", "docname": "x"}]}
+    proof_ledger.check_displays(Env(), found)
+    assert len(warnings) == 1 and "'eq-staged' is not what was proved" in warnings[0]
+    warnings.clear()
+    found = {"eq-staged": [{"kind": "torch", "detail": "", "docname": "x"}]}
+    proof_ledger.check_displays(Env(), found)  # no SymPy record: nothing to compare
+    assert warnings == []
+
+
+def test_every_sympy_backed_equation_of_the_two_chapters_is_read_or_by_hand(blocks):
+    """Each label these pages record with a SymPy kind has a reading or a reason."""
+    recorded = set()
+    for page in PAGES:
+        text = (ROOT / "chapters" / f"{page}.md").read_text()
+        for call in re.findall(r"prove_and_record\((.*?)\)", text, re.S):
+            recorded |= set(re.findall(r'"(eq-[\w-]+)"', call))
+        recorded |= set(re.findall(r'verified\("(eq-[\w-]+)", "sympy', text))
+    assert recorded and recorded <= set(blocks)
+    assert recorded <= set(display.READINGS) | set(display.BY_HAND)
+    assert not set(display.READINGS) & set(display.BY_HAND)
+
+
+def test_check_unknown_label_raises():
+    with pytest.raises(ValueError, match="no reading for 'eq-none'"):
+        display.check("eq-none", "a = b")
+
+
+def test_prepare_rejects_an_unknown_partial():
+    with pytest.raises(
+        ValueError, match=r"no symbol for the partial derivative by 'w'"
+    ):
+        display.prepare(r"\frac{\partial \ell}{\partial w}")

@@ -14,7 +14,9 @@ Without chromium these tests skip and say why; with ``CI=true`` they fail instea
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -324,22 +326,56 @@ def _save(png: bytes, width: int, name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def visit(browser, server: str) -> Callable[[str, int], Visit]:
-    """Open a page at a width, once per session however many tests ask for it.
+def _moved(value, old: str, new: str):
+    """``value`` with every string's ``old`` origin replaced by ``new``."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_moved(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _moved(v, old, new) for k, v in value.items()}
+    return value
 
-    A visit that failed fails every test that asks for it, without opening the page
-    again.
+
+@pytest.fixture(scope="session")
+def visit(browser, server: str, tmp_path_factory) -> Callable[[str, int], Visit]:
+    """Open a page at a width, once per test run however many tests ask for it.
+
+    The xdist workers share their visits through pickles in the run's common folder
+    (each worker serves the site on its own port, so the origin is swapped on
+    loading). A visit that failed fails every test that asks for it, without opening
+    the page again.
     """
+    basetemp = tmp_path_factory.getbasetemp()
+    shared = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    folder = shared / "visits"
+    folder.mkdir(exist_ok=True)
     visits: dict[tuple, Visit | Exception] = {}
+
+    def record(page_name: str, width: int, query: str) -> Visit | Exception:
+        stem = "".join(c if c.isalnum() else "-" for c in f"{page_name}-{width}{query}")
+        path = folder / f"{stem}.pickle"
+        with open(folder / f"{stem}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one worker opens the page
+            if path.exists():
+                origin, result = pickle.loads(path.read_bytes())
+                if isinstance(result, Visit):
+                    result = Visit(**_moved(vars(result), origin, server))
+                return result
+            try:
+                result = _open(browser, server, page_name, width, query)
+            except Exception as err:  # kept, and raised again for each test
+                result = err
+            try:
+                path.write_bytes(pickle.dumps((server, result)))
+            except (pickle.PicklingError, TypeError, AttributeError):
+                pass  # an exception that does not pickle stays in this worker
+            return result
 
     def get(page_name: str, width: int, query: str = "") -> Visit:
         key = (page_name, width, query)
         if key not in visits:
-            try:
-                visits[key] = _open(browser, server, page_name, width, query)
-            except Exception as err:  # kept, and raised again for each test
-                visits[key] = err
+            visits[key] = record(page_name, width, query)
         if isinstance(visits[key], Exception):
             raise visits[key]
         return visits[key]

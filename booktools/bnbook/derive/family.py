@@ -5,14 +5,18 @@ the group is a channel of a batch, an example, an instance or a channel group).
 To let ``m`` be a symbol, one element ``x_i`` is kept explicit and the other
 ``m - 1`` enter only through their sums, which do not depend on ``x_i``:
 
-- ``s1 = sum_{k != i} x_k`` and ``s2 = sum_{k != i} x_k**2`` (the statistics),
-- ``G = sum_{k != i} g_k`` and ``P = sum_{k != i} g_k x_k`` (the loss
-  ``l = sum_k g_k x_hat_k``, linear in ``x_hat`` with upstream gradient ``g``).
+- ``a_1 = sum_{k != i} x_k`` and ``a_2 = sum_{k != i} x_k**2`` (the statistics),
+- ``b_1 = sum_{k != i} h_k`` and ``b_2 = sum_{k != i} h_k x_k`` (the loss
+  ``l = sum_k h_k x_hat_k``, linear in ``x_hat``, with ``h_k = dl/dx_hat_k`` held
+  fixed).
 
+The names are the chapter's (normalization-family, "How SymPy handles a set of any
+size"). The SymPy symbols for ``h_i``, ``a_1``, ``a_2``, ``b_1`` and ``b_2`` keep the
+names ``g_i``, ``s_1``, ``s_2``, ``G`` and ``P``, which the tests look up.
 Differentiating ``l`` by ``x_i`` then gives the exact gradient for every ``m``, and
 :func:`bnbook.derive.proof.prove_equal` compares it with the closed form
-``(g_i - mean(g) - x_hat_i mean(g x_hat)) / sigma``. With ``center=False`` the mean
-is dropped (RMSNorm) and so is the ``mean(g)`` term. Importing this module needs
+``(h_i - mean(h) - x_hat_i mean(h x_hat)) / sigma``. With ``center=False`` the mean
+is dropped (RMSNorm) and so is the ``mean(h)`` term. Importing this module needs
 SymPy.
 """
 
@@ -56,10 +60,10 @@ def group_backward(center: bool = True) -> GroupBackward:
     var = (xi**2 + s2) / m - mu**2
     sigma = sp.sqrt(var + eps)
     x_hat_i = (xi - mu) / sigma
-    rest = (p - mu * big_g) / sigma  # sum_{k != i} g_k (x_k - mu) / sigma
+    rest = (p - mu * big_g) / sigma  # sum_{k != i} h_k (x_k - mu) / sigma
     loss = gi * x_hat_i + rest
     exact = sp.diff(loss, xi)
     mean_g = (gi + big_g) / m if center else sp.Integer(0)
-    mean_gx = loss / m  # mean(g * x_hat) is the loss over m
+    mean_gx = loss / m  # mean(h * x_hat) is the loss over m
     claimed = (gi - mean_g - x_hat_i * mean_gx) / sigma
     return GroupBackward(m, exact, claimed, x_hat_i)

@@ -77,8 +77,12 @@ def test_intro_links_to_the_pdf(site):
     assert book_pdf.PDF_NAME in links
 
 
-def test_site_is_at_most_12_mb_and_its_pdf_at_most_5_mb(site, printed):
-    """The site's budget is 12 MB; book.pdf, published beside it, has its own."""
+def test_site_is_at_most_12_mb_and_its_pdf_at_most_8_mb(site, printed):
+    """The site's budget is 12 MB; book.pdf, published beside it, has its own.
+
+    The PDF's budget is ours: about 0.3 MB a page for the 16 chapter pages and
+    appendices of December 2026 (5.0 MB), with room for a few more chapters.
+    """
     site_bytes = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
     assert site_bytes <= 12_000_000, site_bytes
-    assert len(printed) <= 5_000_000, len(printed)
+    assert len(printed) <= 8_000_000, len(printed)

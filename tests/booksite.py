@@ -6,10 +6,13 @@ test without touching the tests.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import importlib.util
+import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -71,6 +74,28 @@ def load_ext(name: str) -> ModuleType:
 @functools.cache
 def parse_html(path: Path) -> BeautifulSoup:
     return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+def run_folder(tmp_path_factory) -> Path:
+    """The folder that every xdist worker of this test run shares."""
+    basetemp = tmp_path_factory.getbasetemp()
+    return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The file ``name`` in the run's shared folder, made by ``make(path)`` once.
+
+    The first worker to ask makes it (under a lock); the others wait and read it,
+    so an expensive artefact such as the printed PDF is made once per run.
+    """
+    path = run_folder(tmp_path_factory) / name
+    with open(path.with_name(name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            partial = path.with_name(f"{name}.{os.getpid()}.part")
+            make(partial)
+            os.replace(partial, path)
+    return path
 
 
 def element_ids(path: Path) -> set[str]:

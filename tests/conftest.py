@@ -206,5 +206,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if BUILD_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("build"))
             item.add_marker(pytest.mark.book)
-    # The site tests last, so that the other tests run while the book builds.
-    items.sort(key=lambda item: item.get_closest_marker("book") is not None)
+
+    # The site tests last, so that the other tests run while the book builds; first
+    # among the slow ones, those that build a small book of their own and can fill
+    # a core while the whole book builds.
+    def order(item: pytest.Item) -> int:
+        if item.get_closest_marker("book") is None:
+            return 0
+        return 2 if BUILD_FIXTURES & set(getattr(item, "fixturenames", ())) else 1
+
+    items.sort(key=order)

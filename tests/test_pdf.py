@@ -11,24 +11,31 @@ import re
 from pathlib import Path
 
 import pytest
-from booksite import load_ext, parse_html, toc_pages
+from booksite import load_ext, made_once, parse_html, toc_pages
 from bs4 import BeautifulSoup
 from test_site_browser import launch_chromium
 
 book_pdf = load_ext("book_pdf")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def printed(site: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("pdf") / "book.pdf"
-    with launch_chromium() as browser:
-        book_pdf.print_pdf(site, out, browser=browser)
-    return out.read_bytes()
+    """The book's PDF, printed once per test run (the xdist workers share it)."""
+
+    def print_book(out: Path) -> None:
+        with launch_chromium() as browser:
+            book_pdf.print_pdf(site, out, browser=browser)
+
+    return made_once(tmp_path_factory, "book.pdf", print_book).read_bytes()
 
 
-@pytest.fixture(scope="module")
-def combined(site: Path) -> BeautifulSoup:
-    return BeautifulSoup(book_pdf.combine(site, toc_pages()), "html.parser")
+@pytest.fixture(scope="session")
+def combined(site: Path, tmp_path_factory: pytest.TempPathFactory) -> BeautifulSoup:
+    def write(out: Path) -> None:
+        out.write_text(book_pdf.combine(site, toc_pages()), encoding="utf-8")
+
+    html = made_once(tmp_path_factory, "book-print.html", write)
+    return BeautifulSoup(html.read_text(encoding="utf-8"), "html.parser")
 
 
 def _count(soup_or_html, selector: str) -> int:

@@ -158,6 +158,56 @@ AXE_OPTIONS = {
 }
 
 
+# Runs in each page's phone visit (tests/test_site_phone.py reads it): raw TeX outside
+# maths, display equations too wide without a scrolling cue, captions cut at the
+# screen's edges, and whether the pitfalls index fits.
+PHONE_JS = r"""async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const main = document.querySelector("article.bd-article, main") || document.body;
+  const raw = /\$\S|\\[A-Za-z]{2,}/;
+  const skip = "pre, code, script, style, textarea, mjx-container, .math, "
+    + ".highlight, .cell_output";
+  const tex = [];
+  const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (raw.test(node.data) && !node.parentElement.closest(skip)) {
+      tex.push(node.data.trim().slice(0, 120));
+    }
+  }
+  const scrolls = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
+  const maths = [];
+  for (const c of main.querySelectorAll("mjx-container[display='true']")) {
+    if (c.closest(".cell_output") || c.scrollWidth <= c.clientWidth + 1) continue;
+    let box = c;
+    while (box && box !== main && !scrolls(box)) box = box.parentElement;
+    const cue = box && box !== main
+      && getComputedStyle(box).backgroundImage.includes("gradient");
+    if (!cue) maths.push(c.parentElement.textContent.trim().slice(0, 80));
+  }
+  const width = document.documentElement.clientWidth;
+  const cut = [];
+  for (const el of main.querySelectorAll("caption, figcaption, .caption")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0) continue;
+    if (r.left < -1 || r.right > width + 1 || el.scrollWidth > el.clientWidth + 1) {
+      cut.push(el.textContent.trim().slice(0, 80));
+    }
+  }
+  // The pitfalls index (table.pit-index): whole on the screen, no sideways scroll.
+  const index = [];
+  for (const t of main.querySelectorAll("table.pit-index")) {
+    const r = t.getBoundingClientRect();
+    const box = t.parentElement;
+    index.push(r.left >= -1 && r.right <= width + 1
+      && box.scrollWidth <= box.clientWidth + 1);
+  }
+  return {tex, maths, cut, index};
+}"""
+
+
 @dataclass
 class Visit:
     """What one page did in the browser at one width."""
@@ -174,6 +224,7 @@ class Visit:
     loaded: list[dict] = field(default_factory=list)
     axe: list[dict] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    phone: dict = field(default_factory=dict)
     screenshot: Path | None = None
 
     @property
@@ -288,6 +339,8 @@ def _open(browser, origin: str, page_name: str, width: int, query: str = "") -> 
         visit.ids = page.eval_on_selector_all("[id]", "nodes => nodes.map(n => n.id)")
         if not query and width == DESKTOP:
             visit.axe = _axe(page)
+        if not query and width == PHONE:
+            visit.phone = page.evaluate(PHONE_JS)
         if query:
             page.wait_for_selector("#search-results ul.search li a")
             visit.links["results"] = page.eval_on_selector_all(
@@ -342,14 +395,58 @@ def _moved(value, old: str, new: str):
     return value
 
 
+def _wanted_visits(items: list[pytest.Item]) -> set[tuple[str, int]]:
+    """The (page, width) visits that the collected tests will ask for.
+
+    A test parametrized by page and width names both; one parametrized by page only
+    visits at phone width if it is a phone test, else at desktop width.
+    """
+    wanted = set()
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "page" not in params or not {"visit", "phone"} & set(item.fixturenames):
+            continue
+        phone = "phone" in item.fixturenames or "phone" in item.name
+        wanted.add((params["page"], params.get("width", PHONE if phone else DESKTOP)))
+    return wanted
+
+
+def _my_share(wanted: set[tuple[str, int]], site: Path) -> list[tuple[str, int]]:
+    """This xdist worker's share of the visits, the costliest first.
+
+    Every worker splits the same list the same way (longest first, each to the
+    least loaded worker), so that each opens about half of the pages at once
+    instead of waiting for pages the other is opening. A page's cost is guessed
+    from its HTML's size; the desktop visit also runs axe.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    me = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+
+    def cost(key: tuple[str, int]) -> float:
+        page = site / f"{key[0]}.html"
+        size = page.stat().st_size if page.is_file() else 0
+        return (200_000 + size) * (3 if key[1] == DESKTOP else 1)
+
+    loads, shares = [0.0] * workers, [[] for _ in range(workers)]
+    for key in sorted(wanted, key=lambda k: (-cost(k), k)):
+        least = loads.index(min(loads))
+        loads[least] += cost(key)
+        shares[least].append(key)
+    return shares[me]
+
+
 @pytest.fixture(scope="session")
-def visit(browser, server: str, tmp_path_factory) -> Callable[[str, int], Visit]:
+def visit(
+    browser, server: str, site: Path, tmp_path_factory, request
+) -> Callable[[str, int], Visit]:
     """Open a page at a width, once per test run however many tests ask for it.
 
     The xdist workers share their visits through pickles in the run's common folder
     (each worker serves the site on its own port, so the origin is swapped on
     loading). A visit that failed fails every test that asks for it, without opening
-    the page again.
+    the page again. Under xdist, the first call opens this worker's share of the
+    visits the run's tests want (``_my_share``), so the workers load pages side by
+    side rather than wait for each other's.
     """
     basetemp = tmp_path_factory.getbasetemp()
     shared = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
@@ -377,7 +474,16 @@ def visit(browser, server: str, tmp_path_factory) -> Callable[[str, int], Visit]
                 pass  # an exception that does not pickle stays in this worker
             return result
 
+    share = (
+        _my_share(_wanted_visits(request.session.items), site)
+        if os.environ.get("PYTEST_XDIST_WORKER")
+        else []
+    )
+
     def get(page_name: str, width: int, query: str = "") -> Visit:
+        while share:  # the first call: this worker's share, costliest first
+            ahead = share.pop(0)
+            visits[(*ahead, "")] = record(*ahead, "")
         key = (page_name, width, query)
         if key not in visits:
             visits[key] = record(page_name, width, query)

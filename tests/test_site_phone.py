@@ -8,86 +8,21 @@
 - No caption or table title reaches past the screen's edges.
 - The pitfalls index, the page forum answers link to, fits the screen.
 
-The browser and the local server come from ``test_site_browser.py``.
+The checks run in each page's phone visit (``PHONE_JS`` in ``test_site_browser.py``),
+which the other phone tests share.
 """
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 from booksite import site_pages
-from test_site_browser import PHONE, TIMEOUT_MS, browser, server  # noqa: F401
-
-PHONE_JS = r"""async () => {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-    await MathJax.startup.promise;
-  }
-  const main = document.querySelector("article.bd-article, main") || document.body;
-  const raw = /\$\S|\\[A-Za-z]{2,}/;
-  const skip = "pre, code, script, style, textarea, mjx-container, .math, "
-    + ".highlight, .cell_output";
-  const tex = [];
-  const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
-  while (walker.nextNode()) {
-    const node = walker.currentNode;
-    if (raw.test(node.data) && !node.parentElement.closest(skip)) {
-      tex.push(node.data.trim().slice(0, 120));
-    }
-  }
-  const scrolls = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
-  const maths = [];
-  for (const c of main.querySelectorAll("mjx-container[display='true']")) {
-    if (c.closest(".cell_output") || c.scrollWidth <= c.clientWidth + 1) continue;
-    let box = c;
-    while (box && box !== main && !scrolls(box)) box = box.parentElement;
-    const cue = box && box !== main
-      && getComputedStyle(box).backgroundImage.includes("gradient");
-    if (!cue) maths.push(c.parentElement.textContent.trim().slice(0, 80));
-  }
-  const width = document.documentElement.clientWidth;
-  const cut = [];
-  for (const el of main.querySelectorAll("caption, figcaption, .caption")) {
-    const r = el.getBoundingClientRect();
-    if (r.width === 0) continue;
-    if (r.left < -1 || r.right > width + 1 || el.scrollWidth > el.clientWidth + 1) {
-      cut.push(el.textContent.trim().slice(0, 80));
-    }
-  }
-  // The pitfalls index (table.pit-index): whole on the screen, no sideways scroll.
-  const index = [];
-  for (const t of main.querySelectorAll("table.pit-index")) {
-    const r = t.getBoundingClientRect();
-    const box = t.parentElement;
-    index.push(r.left >= -1 && r.right <= width + 1
-      && box.scrollWidth <= box.clientWidth + 1);
-  }
-  return {tex, maths, cut, index};
-}"""
-
-
-def _open(browser, origin: str, page_name: str) -> dict:  # noqa: F811
-    context = browser.new_context(viewport={"width": PHONE, "height": 900})
-    try:
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.route(
-            "**/*",
-            lambda route: (
-                route.continue_()
-                if route.request.url.startswith((origin, "data:"))
-                else route.abort("internetdisconnected")
-            ),
-        )
-        page.goto(f"{origin}{page_name}.html", wait_until="load")
-        return page.evaluate(PHONE_JS)
-    finally:
-        context.close()
+from test_site_browser import PHONE, browser, server, visit  # noqa: F401
 
 
 @pytest.fixture(scope="session")
-def phone(browser, server):  # noqa: F811
-    return functools.cache(functools.partial(_open, browser, server))
+def phone(visit):  # noqa: F811
+    """What ``PHONE_JS`` found on a page, from the page's shared phone visit."""
+    return lambda page_name: visit(page_name, PHONE).phone
 
 
 @pytest.mark.parametrize("page", site_pages())

@@ -21,15 +21,17 @@ Importing this module needs SymPy (and lark for :func:`parse_side`).
 
 from __future__ import annotations
 
+import functools
 import re
 
 import sympy as sp
 
 from bnbook.derive.proof import prove_equal
-from bnbook.derive.readings import BY_HAND, READINGS, Reading
+from bnbook.derive.readings import BY_HAND, NOTES, READINGS, Reading
 
 __all__ = [
     "BY_HAND",
+    "NOTES",
     "READINGS",
     "Reading",
     "check",
@@ -67,6 +69,7 @@ _LAYOUT = (
     (r"\\hat\{x\}_(\w)", r"\\xi_{\1}"),
     (r"\\hat\{x\}_\{(\w)\}", r"\\xi_{\1}"),
     (r"\\sigma\^2", r"\\phi"),
+    (r"\\sigma(?![a-zA-Z])", r"\\upsilon"),  # the parser has no sigma
     (r"\\cosh\^2\(([^()]*)\)", r"(\\frac{e^{\1} + e^{-\1}}{2})^2"),
     (r"([a-zA-Z])_([a-zA-Z0-9])(?![{\w])", r"\1_{\2}"),
 )
@@ -125,7 +128,10 @@ def _wrap_sums(text: str) -> str:
     return out + text[i:]
 
 
-_PLACEHOLDERS = ("psi", "tau", "kappa", "omega", "theta", "rho", "xi", "phi", "nu")
+_PLACEHOLDERS = (
+    "psi", "tau", "kappa", "omega", "theta", "rho", "xi", "phi", "nu", "upsilon",
+    "alpha",
+)  # fmt: skip
 
 
 def prepare(latex: str, renames: tuple[tuple[str, str], ...] = ()) -> str:
@@ -150,6 +156,18 @@ def prepare(latex: str, renames: tuple[tuple[str, str], ...] = ()) -> str:
     text = _PARTIAL.sub(partial, text)
     for pattern, new in _LAYOUT:
         text = re.sub(pattern, new, text)
+    return _wrap_functions(text)
+
+
+def _wrap_functions(text: str) -> str:
+    """``\\log\\frac{a}{b}`` -> ``(\\log(\\frac{a}{b}))``, and so for ``\\exp``: the
+    parser would otherwise let the argument run on past the fraction."""
+    pattern = re.compile(r"\\(log|exp)\s*\\frac(?=\{)")
+    while match := pattern.search(text):
+        numer_end = _group_end(text, match.end())
+        denom_end = _group_end(text, numer_end)
+        frac = text[match.end() - len(r"\frac") : denom_end]
+        text = f"{text[: match.start()]}(\\{match.group(1)}({frac})){text[denom_end:]}"
     return text
 
 
@@ -166,12 +184,13 @@ def _top_level_split(text: str, sep: str) -> list[str]:
 
 def relations(
     latex: str, renames: tuple[tuple[str, str], ...] = ()
-) -> list[tuple[str, str]]:
-    """The displayed relations ``(lhs, rhs)``, in the parser's dialect.
+) -> list[tuple[str, str, str]]:
+    """The displayed relations ``(lhs, op, rhs)``, in the parser's dialect.
 
-    Lines (``\\\\``) with an ``=`` start a relation; a line starting with ``=``
-    continues a chain; a line with no ``=`` continues the side before it. Two
-    relations on one line are separated by ``\\qquad``.
+    ``op`` is ``"="``, or ``"<"`` for an inequality that ends a chain
+    (``a = b < 1``). Lines (``\\\\``) with an ``=`` start a relation; a line starting
+    with ``=`` continues a chain; a line with no ``=`` continues the side before it
+    (or, first, starts one). Two relations on one line are separated by ``\\qquad``.
     """
     text = _drop_underbraces(latex)
     chains: list[list[str]] = []
@@ -181,19 +200,23 @@ def relations(
             if not piece or piece.startswith(r"\end"):
                 continue
             sides = _top_level_split(piece, "=")
-            if sides[0].strip() == "" and chains:
+            if re.sub(r"\\(qquad|quad|,|;|!)", "", sides[0]).strip() == "" and chains:
                 chains[-1].extend(sides[1:])
-            elif len(sides) > 1:
+            elif len(sides) > 1 or not chains:
                 chains.append(sides)
-            elif chains:
+            else:
                 chains[-1][-1] += " " + piece
-    pairs = []
+    found = []
     for chain in chains:
-        sides = [prepare(s, renames) for s in chain]
-        sides = [re.sub(r"[\s,.]+$", "", s).strip() for s in sides]
-        wrapped = [_wrap_sums(side) for side in sides]
-        pairs += list(zip(wrapped[:-1], wrapped[1:], strict=True))
-    return pairs
+        *equal, last = chain
+        less = _top_level_split(last, "<")
+        if len(less) > 2:
+            raise ValueError(f"more than one '<' in {last!r}")
+        sides = [prepare(side, renames) for side in (*equal, *less)]
+        sides = [_wrap_sums(re.sub(r"[\s,.]+$", "", side).strip()) for side in sides]
+        ops = ["="] * len(equal) + ["<"] * (len(less) - 1)
+        found += list(zip(sides[:-1], ops, sides[1:], strict=True))
+    return found
 
 
 def parse_side(text: str) -> sp.Expr:
@@ -213,38 +236,72 @@ def parse_side(text: str) -> sp.Expr:
 def check(label: str, latex: str) -> list[str]:
     """The problems of ``label``'s display: [] when every relation is proved.
 
-    Each displayed relation is parsed, given its meaning by ``READINGS[label]`` and
-    proved with :func:`~bnbook.derive.proof.prove_equal`. A relation that does not
-    hold, or cannot be read, is one problem (a string saying which and why).
+    Each displayed relation is parsed, given its meaning by ``READINGS[label]`` (in
+    each of its settings, where it has several) and proved: an equation with
+    :func:`~bnbook.derive.proof.prove_equal`, an inequality ``a < b`` by SymPy
+    finding ``b - a`` positive. A relation that does not hold, or cannot be read,
+    is one problem (a string saying which and why).
     """
     if label not in READINGS:
         raise ValueError(f"no reading for {label!r}; known: {sorted(READINGS)}")
-    reading = READINGS[label]()
-    pairs = relations(latex, reading.renames)
-    if not pairs:
+    problems = []
+    for reading in _readings(label):
+        where = f" ({reading.setting})" if reading.setting else ""
+        problems += [p + where for p in _check_one(label, latex, reading)]
+    return problems
+
+
+@functools.cache
+def _readings(label: str) -> tuple[Reading, ...]:
+    """``label``'s readings, made once per process (some integrate or enumerate)."""
+    found = READINGS[label]()
+    return found if isinstance(found, tuple) else (found,)
+
+
+def _check_one(label: str, latex: str, reading: Reading) -> list[str]:
+    """The problems of ``label``'s display in one setting."""
+    triples = relations(latex, reading.renames)
+    if not triples:
         return [f"{label}: no relation found in the display"]
     problems, defined = [], {}
-    for lhs, rhs in pairs:  # the display's own definitions first
-        if lhs.strip() in reading.defines:
+    for lhs, op, rhs in triples:  # the display's own definitions first
+        if op == "=" and lhs.strip() in reading.defines:
             defined[sp.Symbol(lhs.strip())] = parse_side(rhs)
     for _ in defined:  # a definition may use another one
         defined = {k: v.xreplace(defined) for k, v in defined.items()}
-    for lhs, rhs in pairs:
-        if lhs.strip() in reading.defines:
+    for lhs, op, rhs in triples:
+        if op == "=" and lhs.strip() in reading.defines:
             continue
         try:
             parsed = (parse_side(side).xreplace(defined) for side in (lhs, rhs))
             a, b = (reading.meaning(side) for side in parsed)
         except Exception as err:  # noqa: BLE001 (any parse failure is a problem)
             reason = str(err).strip().splitlines()[0]
-            problems.append(f"{label}: cannot read {lhs} = {rhs}: {reason}")
+            problems.append(f"{label}: cannot read {lhs} {op} {rhs}: {reason}")
             continue
-        proof = prove_equal(a, b)
-        if not (proof.holds and proof.method == "simplify"):
-            problems.append(
-                f"{label}: the display's {lhs} = {rhs} is not proved: {proof}"
-            )
+        verdict = _prove(a, op, b)
+        if verdict:
+            problems.append(f"{label}: the display's {lhs} {op} {rhs} {verdict}")
     return problems
+
+
+def _exp_args_cancelled(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with the argument of every ``exp`` over a common denominator, so that
+    equal exponents written differently become the same expression."""
+    return expr.replace(sp.exp, lambda u: sp.exp(sp.factor(sp.cancel(sp.together(u)))))
+
+
+def _prove(a: sp.Expr, op: str, b: sp.Expr) -> str:
+    """ "" when ``a op b`` is proved, else why not."""
+    if op == "<":
+        gap = sp.factor(sp.cancel(sp.together(b - a)))
+        if gap.is_positive:
+            return ""
+        return f"is not proved: SymPy cannot show that {gap} is positive"
+    proof = prove_equal(_exp_args_cancelled(a), _exp_args_cancelled(b))
+    if proof.holds and proof.method == "simplify":
+        return ""
+    return f"is not proved: {proof}"
 
 
 def check_markdown(markdown: str) -> dict[str, list[str]]:

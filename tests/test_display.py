@@ -116,22 +116,32 @@ def test_a_mutated_page_copy_fails_its_check(tmp_path):
     assert len(problems) == 1 and "\\rho = m g_{i} is not proved" in problems[0]
 
 
-def test_extension_warns_for_a_mutated_display(blocks, monkeypatch):
+@pytest.mark.parametrize(
+    ("label", "page", "old", "new"),
+    [
+        ("eq-staged", "gradients", r"{2s^3}", r"{2s^2}"),
+        ("eq-md-chan", "appendix-statistics", r"{n_a + n_b}", r"{n_a}"),
+    ],
+)
+def test_extension_warns_for_a_mutated_display(
+    blocks, monkeypatch, label, page, old, new
+):
     """What fails the build under -W: the extension's warning, with the label."""
     warnings: list[str] = []
     monkeypatch.setattr(
         proof_ledger.logger, "warning", lambda msg, **kw: warnings.append(msg)
     )
-    mutated = blocks["eq-staged"].replace(r"{2s^3}", r"{2s^2}", 1)
+    mutated = blocks[label].replace(old, new, 1)
+    assert mutated != blocks[label]
 
     class Env:
-        proof_displays = {"eq-staged": ("chapters/gradients", mutated)}
+        proof_displays = {label: (f"chapters/{page}", mutated)}
 
-    found = {"eq-staged": [{"kind": "sympy-all-m", "detail": "", "docname": "x"}]}
+    found = {label: [{"kind": "sympy-all-m", "detail": "", "docname": "x"}]}
     proof_ledger.check_displays(Env(), found)
-    assert len(warnings) == 1 and "'eq-staged' is not what was proved" in warnings[0]
+    assert len(warnings) == 1 and f"'{label}' is not what was proved" in warnings[0]
     warnings.clear()
-    found = {"eq-staged": [{"kind": "torch", "detail": "", "docname": "x"}]}
+    found = {label: [{"kind": "torch", "detail": "", "docname": "x"}]}
     proof_ledger.check_displays(Env(), found)  # no SymPy record: nothing to compare
     assert warnings == []
 

@@ -82,7 +82,8 @@ def display_status(label: str, records: list[dict[str, str]]) -> str:
     if not any(r["kind"] in SYMPY_KINDS for r in records):
         return "(no SymPy record)"
     if label in display.READINGS:
-        return "yes: parsed back and proved"
+        note = display.NOTES.get(label)
+        return "yes: parsed back and proved" + (f" ({note})" if note else "")
     if label in display.BY_HAND:
         return f"by hand: {display.BY_HAND[label]}"
     return "no"

@@ -31,12 +31,16 @@ __all__ = ["GroupBackward", "group_backward"]
 
 @dataclass(frozen=True)
 class GroupBackward:
-    """SymPy's derivative ``exact`` of the loss and the closed form ``claimed``."""
+    """SymPy's derivative ``exact`` of the loss and the closed form ``claimed``;
+    ``var`` is the group's variance (its mean square for RMSNorm) and ``mean_hx``
+    the mean of ``h x_hat`` over the group."""
 
     m: sp.Symbol
     exact: sp.Expr
     claimed: sp.Expr
     x_hat_i: sp.Expr
+    var: sp.Expr
+    mean_hx: sp.Expr
 
 
 def group_backward(center: bool = True) -> GroupBackward:
@@ -66,4 +70,4 @@ def group_backward(center: bool = True) -> GroupBackward:
     mean_g = (gi + big_g) / m if center else sp.Integer(0)
     mean_gx = loss / m  # mean(h * x_hat) is the loss over m
     claimed = (gi - mean_g - x_hat_i * mean_gx) / sigma
-    return GroupBackward(m, exact, claimed, x_hat_i)
+    return GroupBackward(m, exact, claimed, x_hat_i, var, mean_gx)

@@ -30,6 +30,7 @@ import pytest
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_NUMBA = "numba is not installed (the fast extra: bnlib-batchnorm[fast])"
 BUILD_FIXTURES = {"book_build", "site"}
 
 # Property tests draw the same examples on every run, so a test run is reproducible
@@ -52,7 +53,7 @@ def backend(request: pytest.FixtureRequest):
     from bnlib import backend as chooser
 
     if request.param == "numba":
-        pytest.importorskip("numba")
+        pytest.importorskip("numba", reason=NO_NUMBA)
     before = chooser._current
     bnlib.set_backend(request.param)
     yield request.param

@@ -15,6 +15,7 @@ import pytest
 import bnlib
 from bnlib import backend as chooser
 
+NO_NUMBA = "numba is not installed (the fast extra: bnlib-batchnorm[fast])"
 SHAPES = [(1, 1, 1), (7, 3, 5), (3, 4, 2001), (2, 3, 50_000), (300, 1024, 1)]
 
 
@@ -87,13 +88,13 @@ def test_environment_variable_numba_without_numba_names_the_extra(restore, monke
 
 
 def test_set_backend_numba_is_read_back(restore):
-    pytest.importorskip("numba")
+    pytest.importorskip("numba", reason=NO_NUMBA)
     bnlib.set_backend("numba")
     assert bnlib.get_backend() == "numba"
 
 
 def test_numba_cache_is_in_a_user_folder():
-    pytest.importorskip("numba")
+    pytest.importorskip("numba", reason=NO_NUMBA)
     import numba
 
     from bnlib._kernels import numba_backend
@@ -166,7 +167,7 @@ def test_using_restores_the_previous_backend(restore):
 
 
 def test_numba_kernels_follow_set_num_threads(restore, rng):
-    numba = pytest.importorskip("numba")
+    numba = pytest.importorskip("numba", reason=NO_NUMBA)
     before = bnlib.get_num_threads()
     bnlib.set_backend("numba")
     try:
@@ -178,7 +179,7 @@ def test_numba_kernels_follow_set_num_threads(restore, rng):
 
 
 def test_numba_backend_leaves_torchs_threads_alone(restore, rng):
-    pytest.importorskip("numba")
+    pytest.importorskip("numba", reason=NO_NUMBA)
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
     try:

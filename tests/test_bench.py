@@ -18,6 +18,7 @@ import bnlib
 from bnbook.bench import compile as compile_times_module
 from bnbook.bench import runner as bench
 
+NO_NUMBA = "numba is not installed (the fast extra: bnlib-batchnorm[fast])"
 TOL = 1e-10
 TINY = ((6, 3), (4, 3, 2, 5))
 
@@ -139,7 +140,7 @@ def test_implementations_lists_numba_when_installed():
 
 
 def test_compile_times_reports_a_cold_and_a_cached_start(tmp_path):
-    pytest.importorskip("numba")
+    pytest.importorskip("numba", reason=NO_NUMBA)
     seconds = bench.compile_times(str(tmp_path))
     assert set(seconds) == {"cold", "cached"}
     assert all(math.isfinite(s) and s > 0 for s in seconds.values())
@@ -170,3 +171,17 @@ def test_run_case_times_only_the_phases_asked_for():
 def test_run_case_rejects_unknown_phases():
     with pytest.raises(ValueError, match="expected phases among"):
         bench.run_case((6, 3), "float64", 1e10, phases=("sideways",))
+
+
+def test_run_without_numba_times_the_others_and_reports_it(monkeypatch):
+    # As on a machine without the fast extra: the speed pages read this report.
+    monkeypatch.setattr(bench, "have_numba", lambda: False)
+    assert bench.implementations() == ("bnlib", "textbook", "torch")
+    report = bench.run(
+        ((6, 3),), ["float32"], 1, 0, 1e10, peaks=False, phases=("both",)
+    )
+    (case,) = report.cases
+    assert set(case.seconds) == {"bnlib", "textbook", "torch"}
+    assert len(report.targets()) == 2  # the numpy backend's only
+    text = bench.format_report(report)
+    assert "numba compilation: not measured (numba not installed" in text

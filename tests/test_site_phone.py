@@ -6,7 +6,10 @@
 - A display equation either fits the column or scrolls inside its own box, which
   shows shadows at the edge that has more (the cue that it scrolls).
 - No caption or table title reaches past the screen's edges.
-- The pitfalls index, the page forum answers link to, fits the screen.
+- The pitfalls index, the page forum answers link to, fits the screen, its caption
+  as wide as its stacked rows.
+- Error text in cell outputs (stderr, tracebacks, cells tagged ``wrap-output``)
+  wraps in its box instead of running off it.
 
 The browser and the local server come from ``test_site_browser.py``.
 """
@@ -54,15 +57,30 @@ PHONE_JS = r"""async () => {
       cut.push(el.textContent.trim().slice(0, 80));
     }
   }
-  // The pitfalls index (table.pit-index): whole on the screen, no sideways scroll.
+  // The pitfalls index (table.pit-index): whole on the screen, no sideways scroll,
+  // and its caption as wide as the stacked rows (not squeezed into a column).
   const index = [];
   for (const t of main.querySelectorAll("table.pit-index")) {
     const r = t.getBoundingClientRect();
     const box = t.parentElement;
+    const caption = t.querySelector(":scope > caption");
+    const row = t.querySelector(":scope > tbody > tr");
+    const across = (el) => el.getBoundingClientRect().width;
+    const wide = caption && row && across(caption) >= 0.9 * across(row);
     index.push(r.left >= -1 && r.right <= width + 1
-      && box.scrollWidth <= box.clientWidth + 1);
+      && box.scrollWidth <= box.clientWidth + 1 && wide);
   }
-  return {tex, maths, cut, index};
+  // Error text in outputs: wrapped in its box, not scrolled.
+  const errors = {checked: 0, scrolled: []};
+  const errorText = ".output.stderr pre, .output.traceback pre, .output.error pre, "
+    + "div.cell.tag_wrap-output div.cell_output pre";
+  for (const pre of main.querySelectorAll(errorText)) {
+    errors.checked += 1;
+    if (pre.scrollWidth > pre.clientWidth + 1) {
+      errors.scrolled.push(pre.textContent.trim().slice(0, 80));
+    }
+  }
+  return {tex, maths, cut, index, errors};
 }"""
 
 
@@ -106,5 +124,19 @@ def test_page_captions_are_not_cut_on_a_phone(phone, page):
 
 
 def test_pitfalls_index_fits_a_phone(phone):
-    """The index of error messages stacks its rows at 390 px: nothing cut off."""
+    """The index of error messages stacks its rows at 390 px: nothing cut off, and
+    the caption spans the rows instead of a column one word wide."""
     assert phone("chapters/pitfalls")["index"] == [True]
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_page_error_outputs_wrap_on_a_phone(phone, page):
+    assert phone(page)["errors"]["scrolled"] == []
+
+
+@pytest.mark.parametrize(
+    "page", ["chapters/pitfalls-training", "chapters/pitfalls-deployment"]
+)
+def test_pitfalls_error_messages_are_there_to_wrap(phone, page):
+    """The reproductions print their errors in wrap-output cells (not vacuous)."""
+    assert phone(page)["errors"]["checked"] >= 3

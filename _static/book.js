@@ -1,5 +1,5 @@
 /* The book's one script (Jupyter Book adds every .js file in _static/ to every page).
-   Three mends; tests/test_site_interactions.py and test_site_browser.py check them.
+   Four mends; tests/test_site_interactions.py and test_site_browser.py check them.
 
    1. Menu buttons. The page has two "primary" toggles (the table of contents) and two
       "secondary" ones (the page's contents): the theme's header copy, hidden, and the
@@ -17,7 +17,14 @@
       sideways inside its box; a keyboard reader can scroll it only if it can take
       the focus, so each one that scrolls gets tabindex="0" (axe-core's
       scrollable-region-focusable). Checked once MathJax has typeset the page, and
-      again when the window changes size. */
+      again when the window changes size.
+
+   4. Drawers that stay open. On a phone the menus are modal dialogs. A tap on an
+      entry that leads to a section of this page scrolled the page behind the
+      drawer and left the drawer over most of the screen. The drawer now closes
+      first, and the jump follows once the theme has handed its contents back (the
+      dialog's "close" event, where the theme also returns the focus to the menu
+      button). */
 (function () {
   "use strict";
 
@@ -52,9 +59,32 @@
     }
   }
 
+  function jumpTo(hash) {
+    const id = decodeURIComponent(hash.slice(1));
+    const target = id ? document.getElementById(id) : null;
+    if (hash && window.location.hash !== hash) window.location.hash = hash; // scrolls
+    else if (target) target.scrollIntoView();
+    else window.scrollTo(0, 0);
+  }
+
+  function closeDrawerOnJump(event) {
+    if (event.defaultPrevented || event.button !== 0) return;
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    const link = event.target.closest("dialog[open] a[href]");
+    if (!link || !link.getAttribute("href").includes("#")) return;
+    const here = window.location;
+    if (link.origin !== here.origin || link.pathname !== here.pathname) return;
+    const drawer = link.closest("dialog");
+    event.preventDefault();
+    drawer.addEventListener("close", () => jumpTo(link.hash), { once: true });
+    drawer.close();
+  }
+
   // Capture phase on the document: before the theme's own handlers see the click.
   document.addEventListener("click", forwardToBoundToggle, true);
   document.addEventListener("click", toggleSolutionFromTitleLink, true);
+  // Bubble phase: after the theme's handlers, which leave such a link's click alone.
+  document.addEventListener("click", closeDrawerOnJump);
 
   window.addEventListener("load", () => {
     const typeset = window.MathJax && MathJax.startup && MathJax.startup.promise;

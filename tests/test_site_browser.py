@@ -196,15 +196,30 @@ PHONE_JS = r"""async () => {
       cut.push(el.textContent.trim().slice(0, 80));
     }
   }
-  // The pitfalls index (table.pit-index): whole on the screen, no sideways scroll.
+  // The pitfalls index (table.pit-index): whole on the screen, no sideways scroll,
+  // and its caption as wide as the stacked rows (not squeezed into a column).
   const index = [];
   for (const t of main.querySelectorAll("table.pit-index")) {
     const r = t.getBoundingClientRect();
     const box = t.parentElement;
+    const caption = t.querySelector(":scope > caption");
+    const row = t.querySelector(":scope > tbody > tr");
+    const across = (el) => el.getBoundingClientRect().width;
+    const wide = caption && row && across(caption) >= 0.9 * across(row);
     index.push(r.left >= -1 && r.right <= width + 1
-      && box.scrollWidth <= box.clientWidth + 1);
+      && box.scrollWidth <= box.clientWidth + 1 && wide);
   }
-  return {tex, maths, cut, index};
+  // Error text in outputs: wrapped in its box, not scrolled.
+  const errors = {checked: 0, scrolled: []};
+  const errorText = ".output.stderr pre, .output.traceback pre, .output.error pre, "
+    + "div.cell.tag_wrap-output div.cell_output pre";
+  for (const pre of main.querySelectorAll(errorText)) {
+    errors.checked += 1;
+    if (pre.scrollWidth > pre.clientWidth + 1) {
+      errors.scrolled.push(pre.textContent.trim().slice(0, 80));
+    }
+  }
+  return {tex, maths, cut, index, errors};
 }"""
 
 

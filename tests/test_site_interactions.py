@@ -93,6 +93,34 @@ def test_phone_menu_opens_when_its_visible_button_is_tapped(
         assert visit.console_errors == []
 
 
+def test_page_contents_drawer_closes_when_an_entry_is_tapped(browser, server):
+    """A tap on an entry of the phone's page-contents drawer jumps to the section
+    and closes the drawer, instead of leaving it over the section (_static/book.js)."""
+    button_selector, dialog_selector = MENUS["page contents"]
+    page = "chapters/pitfalls-training"
+    with _page(browser, server, page, PHONE, has_touch=True, is_mobile=True) as (
+        tab,
+        visit,
+    ):
+        [button] = [
+            b for b in tab.query_selector_all(button_selector) if b.is_visible()
+        ]
+        button.tap()
+        dialog = tab.locator(dialog_selector)
+        dialog.wait_for(state="visible", timeout=5_000)
+        entry = dialog.locator(MENU_LINKS["page contents"] + '[href$="#pit-gan"]')
+        entry.scroll_into_view_if_needed()
+        entry.tap()
+        dialog.wait_for(state="hidden", timeout=5_000)
+        assert not dialog.evaluate("d => d.open"), "the drawer stayed open"
+        tab.wait_for_function("() => location.hash === '#pit-gan'", timeout=5_000)
+        top = tab.evaluate(
+            "() => document.getElementById('pit-gan').getBoundingClientRect().top"
+        )
+        assert 0 <= top < 844 / 2, f"the section's heading is at {top} px"
+        assert visit.console_errors == []
+
+
 @pytest.mark.parametrize("page", _pages_with_solutions())
 def test_link_in_a_solution_title_opens_the_solution(browser, server, page):
     with _page(browser, server, page, 1280) as (tab, visit):

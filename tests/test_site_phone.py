@@ -6,10 +6,12 @@
 - A display equation either fits the column or scrolls inside its own box, which
   shows shadows at the edge that has more (the cue that it scrolls).
 - No caption or table title reaches past the screen's edges.
-- The pitfalls index, the page forum answers link to, fits the screen.
+- The pitfalls index, the page forum answers link to, fits the screen, its caption
+  as wide as its stacked rows.
+- Error text in cell outputs (stderr, tracebacks, cells tagged ``wrap-output``)
+  wraps in its box instead of running off it.
 
-The checks run in each page's phone visit (``PHONE_JS`` in ``test_site_browser.py``),
-which the other phone tests share.
+The checks run in each page's phone visit (``PHONE_JS`` in ``test_site_browser.py``).
 """
 
 from __future__ import annotations
@@ -41,5 +43,19 @@ def test_page_captions_are_not_cut_on_a_phone(phone, page):
 
 
 def test_pitfalls_index_fits_a_phone(phone):
-    """The index of error messages stacks its rows at 390 px: nothing cut off."""
+    """The index of error messages stacks its rows at 390 px: nothing cut off, and
+    the caption spans the rows instead of a column one word wide."""
     assert phone("chapters/pitfalls")["index"] == [True]
+
+
+@pytest.mark.parametrize("page", site_pages())
+def test_page_error_outputs_wrap_on_a_phone(phone, page):
+    assert phone(page)["errors"]["scrolled"] == []
+
+
+@pytest.mark.parametrize(
+    "page", ["chapters/pitfalls-training", "chapters/pitfalls-deployment"]
+)
+def test_pitfalls_error_messages_are_there_to_wrap(phone, page):
+    """The reproductions print their errors in wrap-output cells (not vacuous)."""
+    assert phone(page)["errors"]["checked"] >= 3

@@ -158,7 +158,7 @@ def test_shifted_sums_without_their_correction_are_right_at_k_equal_mu_only():
     exact = (BN.sxx / M - BN.mu**2, BN.sgx - BN.mu * BN.sg)
     right = (sum_dd / M - (sum_d / M) ** 2, sum_gd - (BN.mu - k) * BN.sg)
     wrong = (sum_dd / M, sum_gd)
-    for good, bad, want in zip(right, wrong, exact):
+    for good, bad, want in zip(right, wrong, exact, strict=True):
         assert prove_equal(good, want).holds
         verdict = prove_equal(bad, want)
         assert not verdict.holds and verdict.method == "counterexample", str(verdict)

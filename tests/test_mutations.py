@@ -149,6 +149,22 @@ def test_var_of_the_batch_mean_with_m_minus_one_is_rejected():
     assert not prove_equal(t["var_mean_b"], t["var"] / (t["m"] - 1)).holds
 
 
+def test_shifted_sums_without_their_correction_are_right_at_k_equal_mu_only():
+    """eq-speed-shift's variance without ``- (mean of d)^2``, and eq-speed-dysum
+    without ``- (mu - K) sum dy``: both right only when the shift ``K`` is the mean."""
+    k = sp.Symbol("K", real=True)
+    sum_d, sum_dd = BN.sx - M * k, BN.sxx - 2 * k * BN.sx + M * k**2
+    sum_gd = BN.sgx - k * BN.sg  # sum of g_i (x_i - K), g the upstream gradient
+    exact = (BN.sxx / M - BN.mu**2, BN.sgx - BN.mu * BN.sg)
+    right = (sum_dd / M - (sum_d / M) ** 2, sum_gd - (BN.mu - k) * BN.sg)
+    wrong = (sum_dd / M, sum_gd)
+    for good, bad, want in zip(right, wrong, exact, strict=True):
+        assert prove_equal(good, want).holds
+        verdict = prove_equal(bad, want)
+        assert not verdict.holds and verdict.method == "counterexample", str(verdict)
+        assert prove_equal(bad.subs(k, BN.mu), want).holds
+
+
 def _all_m_labels() -> set[str]:
     """Every label a chapter records with the kind "sympy-all-m"."""
     labels = set()
@@ -164,5 +180,6 @@ def _all_m_labels() -> set[str]:
 def test_every_all_sizes_proof_has_a_mutation():
     covered = {label for label, *_ in MUTATIONS.values()} | set(ELSEWHERE)
     covered |= {"eq-norm-ema", "eq-md-merge", "eq-rms-backward"}  # tests above
+    covered |= {"eq-speed-shift", "eq-speed-dysum"}  # tests above
     labels = _all_m_labels()
     assert len(labels) >= 20 and labels <= covered, sorted(labels - covered)

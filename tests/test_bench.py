@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import bnlib
 from bnbook.bench import compile as compile_times_module
 from bnbook.bench import runner as bench
+from bnbook.bench.report import verdict
 
 NO_NUMBA = "numba is not installed (the fast extra: bnlib-batchnorm[fast])"
 TOL = 1e-10
@@ -185,3 +186,23 @@ def test_run_without_numba_times_the_others_and_reports_it(monkeypatch):
     assert len(report.targets()) == 2  # the numpy backend's only
     text = bench.format_report(report)
     assert "numba compilation: not measured (numba not installed" in text
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "words"),
+    [
+        (1.0, 1.0, "about as fast as"),
+        (0.9, 1.0, "about as fast as"),
+        (1.1, 1.0, "about as fast as"),
+        (0.89, 1.0, "faster than"),
+        (1.12, 1.0, "slower than"),
+        (3.0, 6.0, "faster than"),
+    ],
+)
+def test_verdict_words_follow_the_ratio_with_a_ten_percent_band(mine, theirs, words):
+    assert verdict(mine, theirs) == words
+
+
+def test_verdict_rejects_a_time_that_is_not_positive():
+    with pytest.raises(ValueError, match="positive"):
+        verdict(0.0, 1.0)

@@ -12,7 +12,15 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["PASSES", "PHASES", "CaseResult", "Report", "Target", "format_report"]
+__all__ = [
+    "PASSES",
+    "PHASES",
+    "CaseResult",
+    "Report",
+    "Target",
+    "format_report",
+    "verdict",
+]
 
 PHASES = ("forward", "backward", "both")
 # Arrays the size of x that forward plus backward move through memory, in bnlib's
@@ -45,6 +53,21 @@ class CaseResult:
         """Forward-plus-backward time in multiples of the floor, ``limit_seconds``:
         1 is as fast as memory allows (from main memory); 2 is twice as slow."""
         return self.seconds[impl]["both"] / self.limit_seconds
+
+
+def verdict(mine: float, theirs: float, *, within: float = 0.1) -> str:
+    """Plain words for a time ``mine`` against a time ``theirs``.
+
+    "about as fast as" when the ratio is within ``within`` of 1 (both ends
+    included), otherwise "faster than" or "slower than". Both speed pages use it,
+    so that they describe the same ratio in the same words.
+    """
+    if not (mine > 0 and theirs > 0):
+        raise ValueError(f"times must be positive, got {mine} and {theirs}")
+    ratio = mine / theirs
+    if 1 - within <= ratio <= 1 + within:
+        return "about as fast as"
+    return "faster than" if ratio < 1 else "slower than"
 
 
 def _geomean(values: Sequence[float]) -> float:

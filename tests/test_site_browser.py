@@ -663,9 +663,10 @@ def test_accessibility_audit_runs(visit):
 
 # Weight: what a reader's browser downloads to show a page, served uncompressed (every
 # image included, lazy ones too). At most 2 MiB, the chapters' budget, for every page
-# but the API reference: one page generated from every docstring, 0.7 MB of HTML.
+# but the two API reference pages, generated from the docstrings (the book's tools'
+# page alone holds 0.6 MB of HTML, and its docstrings' maths loads MathJax).
 PAGE_BUDGET = 2 * 2**20
-LARGER_BUDGETS = {"api": 2.5 * 2**20}
+LARGER_BUDGETS = {"api": 2.5 * 2**20, "api-booktools": 2.5 * 2**20}
 
 
 @pytest.mark.parametrize("page", site_pages())

@@ -85,13 +85,9 @@ def seed_difference(
 
 
 def fmt_interval(triple: tuple[float, float, float], scale: float = 1.0, fmt=".1f"):
-    """``"m (lo to hi)"`` for ``(mean, low, high)`` times ``scale``.
-
-    The spaces inside the brackets do not break, so on a narrow screen the
-    interval moves to the next line whole instead of splitting at "to".
-    """
+    """``"m (lo to hi)"`` for ``(mean, low, high)`` times ``scale``."""
     m, lo, hi = (scale * t for t in triple)
-    return f"{m:{fmt}} ({lo:{fmt}}\u00a0to\u00a0{hi:{fmt}})"
+    return f"{m:{fmt}} ({lo:{fmt}} to {hi:{fmt}})"
 
 
 def nll(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from bnbook.derive.general import (
     exact_gradients,
     general_batch,
 )
+from bnbook.derive.moments import batch_mean_moments
 
 __all__ = [
     "bessel",
@@ -78,22 +79,19 @@ def bessel() -> Pairs:
 
     Notes
     -----
-    ``E[mu_B] = m^-1 sum_k E[x_k]`` is summed by SymPy up to a symbolic ``m``.
-    ``E[x_bar^2] = m^-2 sum_k sum_l E[x_k x_l]`` is summed by SymPy over distinct
-    indices ``k``, ``l`` up to a symbolic ``m``; ``E[sigma_B^2] = E[x^2] - E[x_bar^2]``.
+    ``E[mu_B]`` and ``E[x_bar^2] = m^-2 sum_k sum_l E[x_k x_l]`` come from
+    :func:`bnbook.derive.moments.batch_mean_moments`, which sums over distinct indices
+    up to a symbolic ``m``; here ``E[sigma_B^2] = E[x^2] - E[x_bar^2]``.
     """
-    m = sp.Symbol("m", positive=True, integer=True)
-    k, l_ = sp.symbols("k l", positive=True, integer=True)
-    mu, sd = sp.Symbol("mu", real=True), sp.Symbol("s", **_pos)
-    inner = sp.Sum(mu**2 + sd**2 * sp.KroneckerDelta(k, l_), (l_, 1, m)).doit()
-    inner = inner.subs(k <= m, True)  # k runs over 1..m
-    e_xbar2 = sp.Sum(inner, (k, 1, m)).doit() / m**2
-    e_var = (mu**2 + sd**2) - e_xbar2
-    e_mean = sp.Sum(mu, (k, 1, m)).doit() / m
+    t = batch_mean_moments()
+    m, mu, e_mean = t["m"], t["mu"], t["mean_b"]
+    sd2 = t["var"]
+    e_xbar2 = t["var_mean_b"] + e_mean**2
+    e_var = (mu**2 + sd2) - e_xbar2
     return (
         (e_mean, mu),
-        (e_var, (m - 1) / m * sd**2),
-        (m / (m - 1) * e_var, sd**2),
+        (e_var, (m - 1) / m * sd2),
+        (m / (m - 1) * e_var, sd2),
     )
 
 

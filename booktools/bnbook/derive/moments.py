@@ -5,8 +5,8 @@ moments of batch statistics. Each function here derives one from the model's
 definition, never from the formula to be checked:
 
 - :func:`batch_mean_moments`: ``E[mu_B]`` and ``Var(mu_B)`` for ``m`` independent
-  draws, ``m`` a symbol (sums over distinct indices, as in
-  :func:`bnbook.derive.identities.bessel`);
+  draws, ``m`` a symbol (sums over distinct indices;
+  :func:`bnbook.derive.identities.bessel` builds ``E[sigma_B^2]`` on it);
 - :func:`gaussian_variance_moments`: ``E[sigma_B^2]`` and ``Var(sigma_B^2)`` for a
   Gaussian batch of a given size, from ``E[z^p] = (p - 1)!!``;
 - :func:`sampled_mean_variance`: ``Var(mu_B)`` averaged over every batch of a given

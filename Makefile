@@ -17,7 +17,9 @@ install: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml booktools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@# --no-compile: Python compiles each module the first time it is imported, so
+	@# pip need not byte-compile every file of torch and the rest (about 30 s).
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements.txt
 	@# MathJax comes with requirements.txt (django-static-mathjax); the build copies it
 	@# into the site. Build matplotlib's font cache now: its first-use notice goes to
 	@# stderr, which would fail a chapter's execution under -W.

@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,31 @@ def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path
             partial = path.with_name(f"{name}.{os.getpid()}.part")
             make(partial)
             os.replace(partial, path)
+    return path
+
+
+def made_once_in_place(
+    tmp_path_factory, name: str, make: Callable[[Path], None]
+) -> Path:
+    """The folder ``name`` in the run's shared folder, made in place by ``make(path)``
+    once per run, for what cannot be moved once made (a virtual environment).
+
+    A module-scoped fixture runs once on each xdist worker that gets one of the
+    module's tests, and the workers share a module's tests between them; so without
+    this, an expensive set-up (processes that import torch, a new venv) ran twice.
+    The first worker makes the folder under a lock and marks it done; the others wait
+    and reuse it. A set-up that failed left no mark, so the next asker tries again
+    (and fails with its own message).
+    """
+    path = run_folder(tmp_path_factory) / name
+    done = path.with_name(name + ".done")
+    with open(path.with_name(name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            make(path)
+            done.touch()
     return path
 
 

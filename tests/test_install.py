@@ -19,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from booksite import made_once_in_place
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = "bnlib-batchnorm"
@@ -33,22 +34,27 @@ def _run(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bnlib's wheel, built from a copy of what the repository would ship from."""
-    src = tmp_path_factory.mktemp("src")
+def _build_wheel(out: Path) -> None:
+    """bnlib's wheel in ``out``, built from a copy of what the repository ships from."""
+    src = out / "src"
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
+    src.mkdir()
     for name in ("pyproject.toml", "LICENSE", "README.md"):
         shutil.copy(ROOT / name, src / name)
     for name in ("bnlib", "booktools", "tests"):  # the book's parts must stay out
         shutil.copytree(ROOT / name, src / name, ignore=skip)
-    out = tmp_path_factory.mktemp("wheel")
     python = ROOT / ".venv" / "bin" / "python"
     python = python if python.exists() else Path(sys.executable)
     done = _run(str(python), "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                str(out), str(src))  # fmt: skip
+                str(out / "wheel"), str(src))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    (found,) = out.glob("bnlib_batchnorm-*.whl")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bnlib's wheel, built once per test run (the xdist workers share it)."""
+    out = made_once_in_place(tmp_path_factory, "bnlib-wheel", _build_wheel)
+    (found,) = (out / "wheel").glob("bnlib_batchnorm-*.whl")
     return found
 
 
@@ -70,13 +76,16 @@ def test_wheel_holds_the_library_and_its_metadata_only(wheel):
 
 @pytest.fixture(scope="module")
 def clean_env(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
-    """A new venv with the wheel installed and nothing else asked for."""
-    env = tmp_path_factory.mktemp("clean-venv")
-    venv.create(env, with_pip=True)
-    python = env / "bin" / "python"
-    done = _run(str(python), "-m", "pip", "install", "--quiet", str(wheel))
-    assert done.returncode == 0, done.stderr
-    return python
+    """A new venv with the wheel installed and nothing else asked for (one per test
+    run, shared by the xdist workers); its Python."""
+
+    def make(env: Path) -> None:
+        venv.create(env, with_pip=True)
+        done = _run(str(env / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    str(wheel))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    return made_once_in_place(tmp_path_factory, "clean-venv", make) / "bin" / "python"
 
 
 def test_plain_install_brings_numpy_only(clean_env):

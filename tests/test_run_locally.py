@@ -29,7 +29,7 @@ import venv
 from pathlib import Path
 
 import pytest
-from booksite import ROOT, book_config
+from booksite import ROOT, book_config, made_once_in_place
 
 RUN_IT = re.compile(r"\*\*Run it\.\*\*.*?```bash\n(.*?)```", re.S)
 
@@ -54,16 +54,22 @@ def _copy_as_cloned(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def _seed_venv(clone: Path) -> dict[str, str]:
-    """``.venv`` that sees this run's packages; the environment that finds their
-    Jupyter data and configuration."""
+def _seed_venv(clone: Path) -> None:
+    """``.venv`` in ``clone`` that sees this run's packages."""
     venv.create(clone / ".venv", with_pip=True)
     (purelib,) = (clone / ".venv" / "lib").glob("python3*/site-packages")
-    # This run's package folders: its venv's, and any that venv itself borrows.
-    ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
-    lines = [f"import site; site.addsitedir({path!r})" for path in ours]
+    lines = [f"import site; site.addsitedir({path!r})" for path in _our_packages()]
     (purelib / "zz_test_overlay.pth").write_text("\n".join(lines) + "\n")
-    prefixes = [clone / ".venv", *{Path(p).parents[2] for p in ours}]
+
+
+def _our_packages() -> list[str]:
+    """This run's package folders: its venv's, and any that venv itself borrows."""
+    return [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+
+
+def _seeded_env(clone: Path) -> dict[str, str]:
+    """The environment that finds the seeded venv's Jupyter data and configuration."""
+    prefixes = [clone / ".venv", *{Path(p).parents[2] for p in _our_packages()}]
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     env["JUPYTER_PATH"] = os.pathsep.join(str(p / "share/jupyter") for p in prefixes)
@@ -73,19 +79,12 @@ def _seed_venv(clone: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    steps = _run_it_steps()
-    url = book_config()["repository"]["url"]
-    name = url.rstrip("/").split("/")[-1]
-    assert steps[0] == f"git clone {url} && cd {name}", steps[0]
-    assert steps[1:] == ["make lab"], steps
-    clone = tmp_path_factory.mktemp("reader") / name
-    clone.mkdir()
+def _run_make_lab_settings(clone: Path) -> None:
+    """Copy the checkout into ``clone`` and run what ``make lab`` runs before it
+    starts the server."""
     _copy_as_cloned(clone)
-    env = _seed_venv(clone)
-    server = _server_command(clone, env)
-    # Everything `make lab` does before it starts the server:
+    _seed_venv(clone)
+    env = _seeded_env(clone)
     result = subprocess.run(
         ["make", "--no-print-directory", "lab-settings", f"PYTHON={sys.executable}"],
         cwd=clone,
@@ -94,6 +93,20 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
         text=True,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The reader's clone after ``make lab``'s set-up: made once per test run (the
+    xdist workers share it), under the repository's own name."""
+    steps = _run_it_steps()
+    url = book_config()["repository"]["url"]
+    name = url.rstrip("/").split("/")[-1]
+    assert steps[0] == f"git clone {url} && cd {name}", steps[0]
+    assert steps[1:] == ["make lab"], steps
+    clone = made_once_in_place(tmp_path_factory, name, _run_make_lab_settings)
+    env = _seeded_env(clone)
+    server = _server_command(clone, env)
     assert server[:3] == [".venv/bin/python", "-m", "jupyterlab"], server
     return clone, env
 

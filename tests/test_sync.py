@@ -23,6 +23,7 @@ import sync_worker as sw
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from booksite import made_once_in_place
 
 from bnlib.torch import BatchNorm1d, SyncBatchNorm
 from bnlib.torch.sync import revert_sync_batchnorm
@@ -74,11 +75,9 @@ def _load(out: Path, world: int) -> list[dict[str, np.ndarray]]:
     return [dict(np.load(out / f"rank{r}.npz")) for r in range(world)]
 
 
-@pytest.fixture(scope="module")
-def launch(tmp_path_factory):
-    """One run of three processes: what each wrote."""
+def _launch_three(out: Path) -> None:
+    """Run ``sync_worker.py`` on three processes; each writes its outputs to ``out``."""
     world, port = 3, free_port()
-    out = tmp_path_factory.mktemp("sync")
     cmd = [sys.executable, str(HERE / "sync_worker.py"), str(out)]
     procs = [
         subprocess.Popen(
@@ -88,7 +87,13 @@ def launch(tmp_path_factory):
         for r in range(world)
     ]  # fmt: skip
     _wait(procs)
-    return _load(out, world)
+
+
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory):
+    """One run of three processes per test run (shared by the xdist workers): what
+    each wrote."""
+    return _load(made_once_in_place(tmp_path_factory, "sync", _launch_three), 3)
 
 
 def _group(ranks, world):

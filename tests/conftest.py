@@ -145,19 +145,6 @@ def _book_folder(shared: Path) -> Path:
 _EARLY: list[subprocess.Popen] = []
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """xdist workers run at a lower priority than the book build they run beside.
-
-    On a whole-suite run the build is the longest single job and the site tests wait
-    for it; the other tests only fill the cores around it. Lowering the workers'
-    priority (and so their children's: browsers, small builds, torchrun) lets the
-    build's notebooks keep a core to themselves, and the other tests take what is
-    left. On a run without the build, every worker is lowered alike: no change.
-    """
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        os.nice(5)
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     """On a whole-suite run, start the build at once, beside the first tests.
 

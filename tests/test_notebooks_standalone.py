@@ -1,8 +1,9 @@
 """Every downloaded ``.ipynb`` runs top to bottom in an empty folder.
 
-The work is shared with the book build: ``_config.yml`` tells myst-nb to execute each
-notebook in a new kernel whose working folder is an empty temporary one
-(``run_in_temp``), and the build fails when a cell fails. So the build that the test
+The work is shared with the book build: the build executes each notebook
+(``_ext/parallel_execute.py``, with myst-nb's settings from ``_config.yml``) in a new
+kernel whose working folder is an empty temporary one (``run_in_temp``), and the build
+fails when a cell fails. So the build that the test
 suite makes anyway has already run every notebook as a reader's download runs, and
 these tests check that it did so, and that the downloads are those notebooks
 (tests/test_site_live.py compares their code with the chapters'). One download, the
@@ -20,7 +21,12 @@ import nbformat
 import pytest
 from booksite import ROOT, book_config, notebook_pages, parse_html
 
-EXECUTING = re.compile(r"^(\S+)\.md: Executing notebook using (.+?) \[mystnb\]", re.M)
+# _ext/parallel_execute.py runs every notebook before Sphinx reads the pages and logs
+# each; myst-nb logs a run of its own only when a notebook was not in its cache.
+EXECUTED = re.compile(
+    r"^(\S+)\.md: executed in (.+?) in [\d.]+ s \[parallel_execute\]", re.M
+)
+RUN_AGAIN = re.compile(r"^(\S+)\.md: Executing notebook using .+? \[mystnb\]", re.M)
 
 
 def _download(site, page: str):
@@ -34,13 +40,15 @@ def test_build_executes_notebooks_in_an_empty_folder():
     assert book_config()["execute"].get("run_in_temp") is True
 
 
-def test_build_ran_every_notebook_in_a_temporary_folder(book_build):
+def test_build_ran_every_notebook_once_in_a_temporary_folder(book_build):
     ran: dict[str, list[str]] = {}
-    for path, folder in EXECUTING.findall(book_build.log):
+    for path, folder in EXECUTED.findall(book_build.log):
         ran.setdefault(str(Path(path).relative_to(ROOT)), []).append(folder)
     assert {page: ran.get(page) for page in notebook_pages()} == {
-        page: ["temporary CWD"] for page in notebook_pages()
+        page: ["a temporary folder"] for page in notebook_pages()
     }
+    # myst-nb found each one in its cache, so ran none a second time.
+    assert RUN_AGAIN.findall(book_build.log) == []
 
 
 @pytest.mark.parametrize("page", notebook_pages())

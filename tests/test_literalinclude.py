@@ -25,19 +25,24 @@ def _listings():
             options = dict(re.findall(r":([\w-]+): ?(.*)", match.group(2)))
             if "pyobject" in options and "lines" in options:
                 source = (page.parent / match.group(1)).resolve()
-                yield pytest.param(source, options, id=f"{page.stem}:{options['pyobject']}")
+                yield pytest.param(
+                    source, options, id=f"{page.stem}:{options['pyobject']}"
+                )
 
 
 def _without_docstring(source: Path, name: str) -> str:
     """The function ``name`` in ``source``, signature and body, docstring dropped."""
     lines = source.read_text().splitlines(keepends=True)
     tree = ast.parse("".join(lines))
-    node = next(n for n in ast.walk(tree)
-                if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)
+    node = next(
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name
+    )
     doc = node.body[0]
     assert isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant), name
     start = min([node.lineno] + [d.lineno for d in node.decorator_list])
-    kept = lines[start - 1:doc.lineno - 1] + lines[doc.end_lineno:node.end_lineno]
+    kept = lines[start - 1 : doc.lineno - 1] + lines[doc.end_lineno : node.end_lineno]
     return "".join(kept)
 
 

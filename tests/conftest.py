@@ -25,9 +25,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pytest
-from hypothesis import settings
+# One thread per process, set before numpy or torch is imported. A whole-suite run
+# puts two xdist workers and the book build's kernels on the machine's cores; a pool
+# of one thread per core in each (PyTorch, OpenBLAS, bnlib) makes them wait on each
+# other's threads: the tests outside the book took a third more CPU time so. The
+# multi-thread paths are tested with explicit counts (test_threads.py,
+# test_blocked.py, test_backend.py). A developer's own setting is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_NUMBA = "numba is not installed (the fast extra: bnlib-batchnorm[fast])"
